@@ -1,0 +1,68 @@
+# Two commands matter on a new machine: `make demo` and `make test`. Everything they need is
+# installed here, into virtualenvs inside the checkout, from pinned requirement files.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+MODE ?= tracking
+
+# aws-sam-cli, checkov and taskcat pin jsonschema/boto3 differently from each other and from
+# mlflow: each gets its own virtualenv (REFERENCE.md, "Tooling on these machines").
+VENV := .venv
+SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
+TASKCAT_VENV := .venv-taskcat
+
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv tools demo test test-unit test-integration test-templates test-packaging \
+        test-reliability bench lint clean
+
+help:
+	@echo "make demo   run the proxy against the local SageMaker stand-in (MODE=tracking|serverless)"
+	@echo "make test   run every test and gate CI runs"
+	@echo "make bench  measure the proxy (not part of make test)"
+
+$(VENV)/.installed: requirements/dev.txt helpers/app/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
+	touch $@
+
+$(TASKCAT_VENV)/.installed: requirements/taskcat.txt
+	$(PYTHON) -m venv $(TASKCAT_VENV)
+	$(TASKCAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/taskcat.txt
+	touch $@
+
+venv: $(VENV)/.installed
+tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/python -m local.demo --mode $(MODE)
+
+test: venv tools
+	$(VENV)/bin/pytest tests
+
+test-unit: venv
+	$(VENV)/bin/pytest tests/unit
+
+test-integration: venv
+	$(VENV)/bin/pytest tests/integration
+
+test-templates: venv tools
+	$(VENV)/bin/pytest tests/templates
+
+test-packaging: venv tools
+	$(VENV)/bin/pytest tests/packaging
+
+clean:
+	rm -rf .aws-sam build $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV)
