@@ -39,7 +39,8 @@ IAM (the function's role; replace <...>; crhelper names its rules <LogicalId> + 
                 !Sub 'arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:domain/*'}}
   - Effect: Allow                      # DeleteMountTarget removes the mount target's interface
     Action: ec2:DeleteNetworkInterface
-    Resource: '*'                      # the interface ids are not known in advance
+    Resource: !Sub arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*
+    Condition: {ArnEquals: {ec2:Vpc: !Sub 'arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc/${VpcId}'}}
   - Effect: Allow
     Action: sagemaker:DescribeDomain
     Resource: !Sub arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:domain/*

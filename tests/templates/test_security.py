@@ -1,0 +1,352 @@
+"""Security properties of the templates that a plausible edit could silently break."""
+
+import re
+import subprocess
+
+import pytest
+
+from conftest import ROOT, TEMPLATE_FILES, resources_of_type
+
+
+def walk(node):
+    """Every dict inside a template node, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def policy_statements(resource):
+    """The statements of a role's inline policies or of a policy resource (Fn::If branches included)."""
+    props = resource["Properties"]
+    documents = [props["PolicyDocument"]] if "PolicyDocument" in props else []
+    for policy in props.get("Policies", []):
+        documents.extend(node["PolicyDocument"] for node in walk(policy) if "PolicyDocument" in node)
+    return [s for d in documents for s in as_list(d["Statement"])]
+
+
+def launch_template_data(proxy):
+    (template,) = resources_of_type(proxy, "AWS::EC2::LaunchTemplate").values()
+    return template["Properties"]["LaunchTemplateData"]
+
+
+def user_data(proxy):
+    sub = launch_template_data(proxy)["UserData"]["Fn::Base64"]["Fn::Sub"]
+    return sub if isinstance(sub, str) else sub[0]
+
+
+# --- instances -----------------------------------------------------------------------------
+
+
+def test_instances_require_imdsv2_with_a_hop_limit_of_one(proxy):
+    options = launch_template_data(proxy)["MetadataOptions"]
+    assert options["HttpTokens"] == "required"
+    assert options["HttpPutResponseHopLimit"] == 1
+
+
+def test_instance_volumes_are_encrypted_gp3(proxy):
+    mappings = launch_template_data(proxy)["BlockDeviceMappings"]
+    assert mappings
+    for mapping in mappings:
+        assert mapping["Ebs"]["Encrypted"] is True
+        assert mapping["Ebs"]["VolumeType"] == "gp3"
+
+
+def test_instances_boot_the_ubuntu_2404_image_from_ssm(proxy):
+    assert launch_template_data(proxy)["ImageId"] == {"Ref": "UbuntuAmiId"}
+    parameter = proxy["Parameters"]["UbuntuAmiId"]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+    assert parameter["Default"] == (
+        "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+    )
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_no_key_pairs_anywhere(templates, name):
+    assert not [n for n in walk(templates[name]) if "KeyName" in n]
+    assert not resources_of_type(templates[name], "AWS::EC2::KeyPair")
+
+
+def security_group_rules(template):
+    """(owner, direction, rule) for inline and standalone security group rules."""
+    for name, group in resources_of_type(template, "AWS::EC2::SecurityGroup").items():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            yield name, "ingress", rule
+        for rule in group["Properties"].get("SecurityGroupEgress", []):
+            yield name, "egress", rule
+    for kind, direction in (("AWS::EC2::SecurityGroupIngress", "ingress"),
+                            ("AWS::EC2::SecurityGroupEgress", "egress")):
+        for name, rule in resources_of_type(template, kind).items():
+            yield rule["Properties"]["GroupId"]["Ref"], direction, rule["Properties"]
+
+
+def covers_port(rule, port):
+    if str(rule["IpProtocol"]) == "-1":
+        return True
+    return rule["IpProtocol"] == "tcp" and int(rule["FromPort"]) <= port <= int(rule["ToPort"])
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_no_ssh_and_no_open_ingress_anywhere(templates, name):
+    for group, direction, rule in security_group_rules(templates[name]):
+        if direction == "ingress":
+            assert not covers_port(rule, 22), f"{group} opens SSH"
+            assert rule.get("CidrIp") not in ("0.0.0.0/0",) and rule.get("CidrIpv6") != "::/0", (
+                f"{group} is open to the internet"
+            )
+            assert str(rule["IpProtocol"]) != "-1", f"{group} allows every protocol in"
+
+
+def test_instances_are_reachable_only_from_the_load_balancer_on_5000(proxy):
+    ingress = [(g, r) for g, d, r in security_group_rules(proxy) if d == "ingress" and g == "InstanceSecurityGroup"]
+    assert ingress, "no ingress rule for the instances: the load balancer could not reach them"
+    for _, rule in ingress:
+        assert rule.get("SourceSecurityGroupId") == {"Ref": "LoadBalancerSecurityGroup"}, rule
+        assert (rule["FromPort"], rule["ToPort"]) == (5000, 5000)
+        assert "CidrIp" not in rule
+
+
+def test_instance_egress_is_https_and_apt_only(proxy):
+    egress = [r for g, d, r in security_group_rules(proxy) if d == "egress" and g == "InstanceSecurityGroup"]
+    assert sorted((r["FromPort"], r["ToPort"]) for r in egress) == [(80, 80), (443, 443)]
+
+
+def test_load_balancer_admits_only_the_allowed_cidr(proxy):
+    ingress = [r for g, d, r in security_group_rules(proxy) if d == "ingress" and g == "LoadBalancerSecurityGroup"]
+    assert sorted(r["FromPort"] for r in ingress) == [80, 443]
+    assert all(r["CidrIp"] == {"Ref": "AllowedCidr"} for r in ingress)
+    egress = [r for g, d, r in security_group_rules(proxy) if d == "egress" and g == "LoadBalancerSecurityGroup"]
+    assert egress == [r for r in egress if r.get("DestinationSecurityGroupId") == {"Ref": "InstanceSecurityGroup"}]
+
+
+# --- load balancer -------------------------------------------------------------------------
+
+
+def test_load_balancer_drops_invalid_header_fields(proxy):
+    (balancer,) = resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    attributes = {a["Key"]: a["Value"] for a in balancer["Properties"]["LoadBalancerAttributes"] if "Key" in a}
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+
+
+def test_https_listener_uses_the_tls13_policy(proxy):
+    https = [l for l in resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::Listener").values()
+             if l["Properties"]["Protocol"] == "HTTPS"]
+    assert len(https) == 1
+    assert https[0]["Properties"]["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert https[0]["Condition"] == "HasCertificate"
+
+
+def test_http_redirects_to_https_when_there_is_a_certificate(proxy):
+    (http,) = [l for l in resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::Listener").values()
+               if l["Properties"]["Protocol"] == "HTTP"]
+    condition, with_certificate, _ = http["Properties"]["DefaultActions"]["Fn::If"]
+    assert condition == "HasCertificate"
+    (action,) = with_certificate
+    assert action["Type"] == "redirect"
+    assert action["RedirectConfig"]["Protocol"] == "HTTPS"
+
+
+def test_target_group_checks_the_proxy_health_endpoint(proxy):
+    (group,) = resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    assert group["Properties"]["Port"] == 5000
+    assert group["Properties"]["HealthCheckPath"] == "/health"
+
+
+# --- buckets -------------------------------------------------------------------------------
+
+
+def bucket_cases(templates):
+    return [(name, bucket) for name in TEMPLATE_FILES
+            for bucket in resources_of_type(templates[name], "AWS::S3::Bucket")]
+
+
+@pytest.mark.parametrize("name", ["nested/mlflow.yaml", "nested/sagemaker-domain.yaml"])
+def test_buckets_are_encrypted_private_versioned_and_tls_only(templates, name):
+    template = templates[name]
+    buckets = resources_of_type(template, "AWS::S3::Bucket")
+    assert buckets
+    policies = resources_of_type(template, "AWS::S3::BucketPolicy").values()
+    for logical_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        }
+        assert props["VersioningConfiguration"]["Status"] == "Enabled"
+        (policy,) = [p for p in policies if p["Properties"]["Bucket"] == {"Ref": logical_id}]
+        tls_only = [
+            s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert tls_only, f"{logical_id} accepts plain HTTP"
+        resources = tls_only[0]["Resource"]
+        assert {"Fn::GetAtt": [logical_id, "Arn"]} in resources  # the bucket ...
+        assert {"Fn::Sub": f"${{{logical_id}.Arn}}/*"} in resources  # ... and its objects
+
+
+def test_artifact_bucket_lifecycle(mlflow):
+    rules = mlflow["Resources"]["ArtifactBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    plain = [r for r in rules if "Id" in r]
+    assert any("AbortIncompleteMultipartUpload" in r for r in plain)
+    assert any("NoncurrentVersionExpiration" in r for r in plain)
+    (optional,) = [r for r in rules if "Fn::If" in r]
+    assert optional["Fn::If"][0] == "HasArtifactExpiry"
+
+
+# --- IAM -----------------------------------------------------------------------------------
+
+
+def test_mlflow_access_role_is_scoped_to_the_one_mlflow_arn(proxy):
+    role = proxy["Resources"]["MlflowAccessRole"]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": ["InstanceRole", "Arn"]}}
+    statements = policy_statements(role)
+    assert statements
+    for statement in statements:
+        assert statement["Resource"] == {"Ref": "MlflowArn"}
+    condition, serverless, tracking = statements[0]["Action"]["Fn::If"]
+    assert condition == "IsServerless"
+    assert sorted(serverless) == ["sagemaker-mlflow:*", "sagemaker:CallMlflowAppApi"]
+    assert tracking == ["sagemaker-mlflow:*"]
+
+
+def test_instance_role_holds_only_what_the_instance_does(proxy):
+    statements = policy_statements(proxy["Resources"]["InstanceRole"])
+    statements += policy_statements(proxy["Resources"]["InstanceMayAssumeMlflowAccessRole"])
+    granted = {action: s["Resource"] for s in statements for action in as_list(s["Action"])}
+    assert granted == {
+        "secretsmanager:GetSecretValue": {"Ref": "TokenSecret"},
+        "logs:CreateLogStream": {"Fn::GetAtt": ["ProxyLogGroup", "Arn"]},
+        "logs:PutLogEvents": {"Fn::GetAtt": ["ProxyLogGroup", "Arn"]},
+        "logs:DescribeLogStreams": {"Fn::GetAtt": ["ProxyLogGroup", "Arn"]},
+        "lambda:GetLayerVersion": {"Ref": "ProxyBundle"},
+        "cloudformation:SignalResource": {"Ref": "AWS::StackId"},
+        "sts:AssumeRole": {"Fn::GetAtt": ["MlflowAccessRole", "Arn"]},
+    }
+    managed = proxy["Resources"]["InstanceRole"]["Properties"]["ManagedPolicyArns"]
+    assert managed == [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}]
+
+
+# Actions AWS does not scope to a resource; a comment beside each statement says so.
+UNSCOPABLE = {
+    "ec2:DescribeSecurityGroups",
+    "elasticfilesystem:DescribeFileSystems",
+    "elasticfilesystem:DescribeMountTargets",
+    "sagemaker:ListMlflowApps",
+}
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_wildcard_resources_only_for_unscopable_actions(templates, name):
+    roles = {**resources_of_type(templates[name], "AWS::IAM::Role"),
+             **resources_of_type(templates[name], "AWS::IAM::RolePolicy")}
+    for logical_id, role in roles.items():
+        for statement in policy_statements(role):
+            if statement["Effect"] == "Allow" and "*" in as_list(statement["Resource"]):
+                extra = set(as_list(statement["Action"])) - UNSCOPABLE
+                assert not extra, f"{logical_id} grants {extra} on every resource"
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_no_full_access_managed_policies(templates, name):
+    for node in walk(templates[name]):
+        for arn in as_list(node.get("ManagedPolicyArns", [])):
+            assert "FullAccess" not in str(arn) and "AdministratorAccess" not in str(arn)
+
+
+def test_domain_execution_role_is_not_sagemaker_full_access(domain):
+    role = domain["Resources"]["ExecutionRole"]
+    assert "ManagedPolicyArns" not in role["Properties"]
+    actions = {a for s in policy_statements(role) for a in as_list(s["Action"])}
+    assert not {a for a in actions if a.endswith(":*") and a != "sagemaker-mlflow:*"}
+
+
+# --- tokens, boot, rolling updates ---------------------------------------------------------
+
+
+def test_token_secret_is_generated_in_the_documented_shape(proxy):
+    generated = proxy["Resources"]["TokenSecret"]["Properties"]["GenerateSecretString"]
+    assert generated == {
+        "SecretStringTemplate": '{"name":"admin","access":"read-write"}',
+        "GenerateStringKey": "token",
+        "ExcludePunctuation": True,
+        "PasswordLength": 40,
+    }
+
+
+def test_user_data_writes_the_proxy_environment_contract(proxy):
+    script = user_data(proxy)
+    env_file = script.split("cat > /etc/mlflow-proxy/proxy.env <<'PROXY_ENV'\n")[1].split("PROXY_ENV\n")[0]
+    names = {line.split("=")[0] for line in env_file.splitlines() if line}
+    assert names == {
+        "SM_MLFLOW_RESOURCE_ARN", "SM_MLFLOW_AWS_REGION", "SM_MLFLOW_ROLE_ARN",
+        "MLFLOW_PROXY_TOKENS_SECRET_ARN", "MLFLOW_PROXY_LOG_GROUP",
+    }
+    assert "MLFLOW_PROXY_AUTH" not in script  # never an open proxy
+
+
+def test_user_data_fetches_the_bundle_and_runs_its_bootstrap(proxy):
+    script = user_data(proxy)
+    assert "DPkg::Lock::Timeout=600" in script
+    assert 'get_layer_version_by_arn(Arn="${ProxyBundle}")' in script
+    assert "bash /opt/mlflow-proxy/bootstrap.sh" in script
+    assert script.index("bootstrap.sh\n") < script.index("signal_cloudformation SUCCESS")
+
+
+def test_user_data_signals_the_group_that_waits_for_it(proxy):
+    script = user_data(proxy)
+    (signalled,) = set(re.findall(r'LogicalResourceId="(\w+)"', script))
+    group = proxy["Resources"][signalled]
+    assert group["Type"] == "AWS::AutoScaling::AutoScalingGroup"
+    assert group["CreationPolicy"]["ResourceSignal"]["Count"] == {"Ref": "DesiredInstances"}
+    rolling = group["UpdatePolicy"]["AutoScalingRollingUpdate"]
+    assert rolling["WaitOnResourceSignals"] is True
+    assert rolling["MinInstancesInService"] == {"Ref": "MinInstances"}
+    assert "trap 'signal_cloudformation FAILURE' ERR" in script
+
+
+def test_fleet_scales_on_requests_per_target_in_private_subnets(proxy):
+    (policy,) = resources_of_type(proxy, "AWS::AutoScaling::ScalingPolicy").values()
+    tracking = policy["Properties"]["TargetTrackingConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ALBRequestCountPerTarget"
+    group = proxy["Resources"]["ProxyFleet"]["Properties"]
+    assert group["VPCZoneIdentifier"] == {"Fn::Split": [",", {"Ref": "PrivateSubnetIds"}]}
+    assert group["LaunchTemplate"]["Version"] == {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}
+
+
+def test_domain_is_vpc_only_with_iam_auth_and_cleaned_up_after(domain):
+    props = domain["Resources"]["Domain"]["Properties"]
+    assert props["AppNetworkAccessType"] == "VpcOnly"
+    assert props["AuthMode"] == "IAM"
+    assert domain["Resources"]["Domain"]["DependsOn"] == "DomainCleanup"
+
+
+def test_vpc_has_flow_logs_with_retention(networking):
+    (flow_log,) = resources_of_type(networking, "AWS::EC2::FlowLog").values()
+    assert flow_log["Properties"]["ResourceId"] == {"Ref": "Vpc"}
+    assert flow_log["Properties"]["TrafficType"] == "ALL"
+    group = networking["Resources"][flow_log["Properties"]["LogGroupName"]["Ref"]]
+    assert "RetentionInDays" in group["Properties"]
+
+
+def test_every_log_group_has_a_retention(templates):
+    for name in TEMPLATE_FILES:
+        for logical_id, group in resources_of_type(templates[name], "AWS::Logs::LogGroup").items():
+            assert "RetentionInDays" in group["Properties"], f"{name}: {logical_id} keeps logs forever"
+
+
+def test_user_data_is_valid_bash(proxy, tmp_path):
+    # CloudFormation substitutes ${Name}; ${!Name} would stay literal. Placeholders stand in.
+    script = re.sub(r"\$\{(?!!)[\w:.]+\}", "placeholder", user_data(proxy))
+    assert "${" not in script, "an unescaped shell ${...} would be taken by Fn::Sub"
+    (tmp_path / "user-data.sh").write_text(script)
+    result = subprocess.run(["bash", "-n", str(tmp_path / "user-data.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
