@@ -1,0 +1,34 @@
+# gunicorn settings for the proxy. The bind address is given on the command line:
+#   gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 'mlflow_proxy:create_app()'
+import multiprocessing
+
+# Responses are streamed, so a worker is busy for as long as a download lasts: threads, not
+# one request per process.
+worker_class = "gthread"
+workers = 2 * multiprocessing.cpu_count() + 1
+threads = 8
+
+# Build the app once in the master: a bad configuration then stops gunicorn with its message
+# and a non-zero exit, instead of workers that fail and are restarted in a loop.
+preload_app = True
+
+# Seconds a worker may go silent before it is killed; a long stream keeps it talking, but the
+# upstream may think for a while (MLFLOW_PROXY_READ_TIMEOUT_SECONDS defaults to 300).
+timeout = 330
+graceful_timeout = 30
+# Longer than the ALB's idle timeout (60 s), so the ALB, not us, closes idle connections.
+keepalive = 75
+
+# MLflow's GET calls can carry long query strings (batchGet of many trace ids): allow the
+# longest request line gunicorn accepts, not its 4094-byte default.
+limit_request_line = 8190
+
+# Our access log (mlflow_proxy.access) knows the caller and the upstream latency; gunicorn's
+# would only repeat part of it.
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+
+# No runtime control socket: nothing here uses gunicornc, and a shared default path would be
+# contended by every gunicorn on the machine (tests start several).
+control_socket_disable = True

@@ -1,0 +1,125 @@
+"""A token-authenticated, SigV4-signing proxy from stock MLflow clients to SageMaker AI MLflow.
+
+Served by gunicorn: `gunicorn -c gunicorn.conf.py 'mlflow_proxy:create_app()'`. Configuration
+comes from the environment only; config.py documents every variable.
+"""
+
+import logging
+import os
+import sys
+from typing import Mapping, Optional
+
+import botocore.session
+from flask import Flask, g, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from mlflow_proxy import callers
+from mlflow_proxy.access_log import Exchange
+from mlflow_proxy.config import Config, ConfigError, load_config
+from mlflow_proxy.credentials import SigningCredentials
+from mlflow_proxy.errors import PermissionDenied, Unauthenticated, register_error_handler
+from mlflow_proxy.forwarding import MLFLOW_PREFIXES, Upstream
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def create_app(
+    environ: Optional[Mapping[str, str]] = None,
+    session: Optional[botocore.session.Session] = None,
+) -> Flask:
+    """Build the app; raises ConfigError, naming the variable, when the configuration is bad."""
+    _log_to_stderr()
+    config = load_config(os.environ if environ is None else environ)
+    session = session or botocore.session.get_session()
+    tokens = _caller_tokens(config, session)
+    upstream = Upstream(config, SigningCredentials(session, config.region, config.role_arn))
+
+    app = Flask(__name__)
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # forward the path as it came, don't redirect it
+    # The ALB is the one proxy in front of us: trust its X-Forwarded-For, nothing further back.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
+    register_error_handler(app)
+
+    @app.before_request
+    def start_exchange():
+        g.exchange = Exchange(
+            client=request.remote_addr or "-", method=request.method, path=request.path
+        )
+
+    @app.after_request
+    def finish_exchange(response):
+        exchange = g.exchange
+        exchange.status = response.status_code
+        if not response.is_streamed:
+            exchange.bytes_out = response.content_length or 0
+        response.call_on_close(exchange.write)
+        return response
+
+    @app.get("/health")
+    def health():
+        # For the load balancer: answers without a token and without asking SageMaker.
+        return jsonify(status="ok")
+
+    def forward(rest):
+        caller = _authenticate(tokens)
+        g.exchange.caller = caller.name
+        if not caller.may_call(request.method, request.path):
+            raise PermissionDenied(
+                f"Caller {caller.name!r} has a read-only token; {request.method} "
+                f"{request.path} changes data."
+            )
+        return upstream.forward(request, g.exchange)
+
+    for prefix in MLFLOW_PREFIXES:
+        app.add_url_rule(
+            f"{prefix}<path:rest>",
+            endpoint=f"forward {prefix}",
+            view_func=forward,
+            methods=METHODS,
+            provide_automatic_options=False,  # OPTIONS goes upstream like any other method
+        )
+    return app
+
+
+def _caller_tokens(config: Config, session: botocore.session.Session):
+    if config.open_access:
+        return None
+    if config.tokens_secret_arn is None:
+        return callers.InlineTokens(config.inline_tokens)
+    try:
+        return callers.SecretTokens(
+            config.tokens_secret_arn,
+            create_client=lambda: session.create_client(
+                "secretsmanager", region_name=config.tokens_secret_region
+            ),
+            refresh_seconds=config.tokens_refresh_seconds,
+        )
+    except Exception as error:
+        raise ConfigError(
+            f"MLFLOW_PROXY_TOKENS_SECRET_ARN: could not load caller tokens from "
+            f"{config.tokens_secret_arn}: {error}"
+        ) from error
+
+
+def _authenticate(tokens) -> callers.Caller:
+    if tokens is None:
+        return callers.ANONYMOUS
+    token = callers.presented_token(request.headers.get("Authorization"))
+    caller = tokens.caller_for(token) if token else None
+    if caller is None:
+        raise Unauthenticated(
+            "A valid token is required: set MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_PASSWORD)."
+        )
+    return caller
+
+
+def _log_to_stderr() -> None:
+    """Our log lines go to stderr (journald on the instances) whoever runs the app."""
+    logger = logging.getLogger("mlflow_proxy")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

@@ -1,0 +1,184 @@
+"""The proxy's configuration: read once from the environment, validated at start-up.
+
+| variable | default | meaning |
+|---|---|---|
+| `SM_MLFLOW_RESOURCE_ARN` | (required) | tracking-server or MLflow App ARN; `:mlflow-app/` = serverless |
+| `SM_MLFLOW_AWS_REGION` | the ARN's region | region used to sign requests |
+| `SM_MLFLOW_ROLE_ARN` | (unset: default chain) | role assumed for signing; credentials cached and refreshed |
+| `SM_MLFLOW_ENDPOINT_URL` | the mode's public endpoint | upstream base URL (VPC endpoint DNS name, local stand-in) |
+| `MLFLOW_PROXY_TOKENS` | | caller tokens as JSON (local use) |
+| `MLFLOW_PROXY_TOKENS_SECRET_ARN` | | Secrets Manager secret holding the caller tokens |
+| `MLFLOW_PROXY_TOKENS_REFRESH_SECONDS` | `300` | how often the secret is re-read (rotation needs no restart) |
+| `MLFLOW_PROXY_AUTH` | `token` | `none` = open proxy, no caller authentication (explicit opt-in) |
+| `MLFLOW_PROXY_MAX_BODY_BYTES` | `104857600` (100 MiB) | largest request body accepted; larger gets 413 |
+| `MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS` | `10` | upstream connect timeout; exceeded gets 504 |
+| `MLFLOW_PROXY_READ_TIMEOUT_SECONDS` | `300` | upstream wait between bytes; exceeded before the response starts gets 504 |
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+from urllib.parse import urlsplit
+
+from mlflow_proxy.callers import Caller, TokenFormatError, parse_tokens
+
+TRACKING_SERVER = "tracking"
+SERVERLESS = "serverless"
+
+_RESOURCE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):sagemaker:(?P<region>[a-z]{2}(-[a-z]+)+-\d+):\d{12}:"
+    r"(?P<kind>mlflow-tracking-server|mlflow-app)/[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+)
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z]{2}(-[a-z]+)+-\d+):\d{12}:secret:.+$"
+)
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+class ConfigError(ValueError):
+    """A variable is missing or malformed; the message names it and says what to set."""
+
+
+@dataclass(frozen=True)
+class Config:
+    resource_arn: str
+    mode: str  # TRACKING_SERVER or SERVERLESS, from the ARN
+    region: str
+    endpoint_url: str  # no trailing slash
+    role_arn: Optional[str]
+    open_access: bool  # MLFLOW_PROXY_AUTH=none
+    inline_tokens: tuple[tuple[str, Caller], ...] = field(repr=False)
+    tokens_secret_arn: Optional[str]
+    tokens_refresh_seconds: int
+    max_body_bytes: int
+    connect_timeout_seconds: float
+    read_timeout_seconds: float
+
+    @property
+    def tokens_secret_region(self) -> str:
+        return _SECRET_ARN.match(self.tokens_secret_arn)["region"]
+
+
+def default_endpoint_url(mode: str, region: str) -> str:
+    if mode == SERVERLESS:
+        return f"https://mlflow.sagemaker.{region}.app.aws"
+    return f"https://{region}.experiments.sagemaker.aws"
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Read and check every variable, so a bad one stops start-up instead of a request."""
+
+    def get(name: str) -> Optional[str]:
+        value = environ.get(name, "").strip()
+        return value or None
+
+    resource_arn = get("SM_MLFLOW_RESOURCE_ARN")
+    if resource_arn is None:
+        raise ConfigError(
+            "SM_MLFLOW_RESOURCE_ARN is not set: set it to the ARN of the SageMaker MLflow "
+            "tracking server or MLflow App to reach."
+        )
+    arn = _RESOURCE_ARN.match(resource_arn)
+    if arn is None:
+        raise ConfigError(
+            f"SM_MLFLOW_RESOURCE_ARN={resource_arn!r} is not a SageMaker MLflow ARN: expected "
+            "arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name> or "
+            "arn:aws:sagemaker:<region>:<account>:mlflow-app/<app-id>."
+        )
+    mode = SERVERLESS if arn["kind"] == "mlflow-app" else TRACKING_SERVER
+
+    region = get("SM_MLFLOW_AWS_REGION") or arn["region"]
+    if not _REGION.match(region):
+        raise ConfigError(
+            f"SM_MLFLOW_AWS_REGION={region!r} is not an AWS region name such as us-east-1: "
+            "fix it or unset it to use the ARN's region."
+        )
+
+    role_arn = get("SM_MLFLOW_ROLE_ARN")
+    if role_arn is not None and not _ROLE_ARN.match(role_arn):
+        raise ConfigError(
+            f"SM_MLFLOW_ROLE_ARN={role_arn!r} is not an IAM role ARN "
+            "(arn:aws:iam::<account>:role/<name>): fix it or unset it to sign with the "
+            "default credential chain."
+        )
+
+    endpoint_url = _endpoint_url(get("SM_MLFLOW_ENDPOINT_URL"), mode, region)
+
+    auth = (get("MLFLOW_PROXY_AUTH") or "token").lower()
+    if auth not in ("token", "none"):
+        raise ConfigError(
+            f"MLFLOW_PROXY_AUTH={auth!r} is not understood: unset it (callers need a token) "
+            "or set it to 'none' for an open proxy."
+        )
+    inline_text = get("MLFLOW_PROXY_TOKENS")
+    secret_arn = get("MLFLOW_PROXY_TOKENS_SECRET_ARN")
+    if inline_text and secret_arn:
+        raise ConfigError(
+            "MLFLOW_PROXY_TOKENS and MLFLOW_PROXY_TOKENS_SECRET_ARN are both set: keep one."
+        )
+    if auth == "none" and (inline_text or secret_arn):
+        raise ConfigError(
+            "MLFLOW_PROXY_AUTH=none asks for an open proxy but caller tokens are configured: "
+            "unset MLFLOW_PROXY_AUTH to require the tokens, or unset the tokens."
+        )
+    if auth == "token" and not (inline_text or secret_arn):
+        raise ConfigError(
+            "No caller tokens: set MLFLOW_PROXY_TOKENS_SECRET_ARN (or MLFLOW_PROXY_TOKENS for "
+            "local use), or set MLFLOW_PROXY_AUTH=none to run an open proxy on purpose."
+        )
+    inline_tokens = ()
+    if inline_text:
+        try:
+            inline_tokens = parse_tokens(inline_text)
+        except TokenFormatError as error:
+            raise ConfigError(f"MLFLOW_PROXY_TOKENS: {error}") from None
+    if secret_arn is not None and not _SECRET_ARN.match(secret_arn):
+        raise ConfigError(
+            f"MLFLOW_PROXY_TOKENS_SECRET_ARN={secret_arn!r} is not a Secrets Manager secret ARN "
+            "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)."
+        )
+
+    return Config(
+        resource_arn=resource_arn,
+        mode=mode,
+        region=region,
+        endpoint_url=endpoint_url,
+        role_arn=role_arn,
+        open_access=auth == "none",
+        inline_tokens=inline_tokens,
+        tokens_secret_arn=secret_arn,
+        tokens_refresh_seconds=_positive(environ, "MLFLOW_PROXY_TOKENS_REFRESH_SECONDS", 300, int),
+        max_body_bytes=_positive(environ, "MLFLOW_PROXY_MAX_BODY_BYTES", 100 * 1024 * 1024, int),
+        connect_timeout_seconds=_positive(
+            environ, "MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS", 10.0, float
+        ),
+        read_timeout_seconds=_positive(environ, "MLFLOW_PROXY_READ_TIMEOUT_SECONDS", 300.0, float),
+    )
+
+
+def _endpoint_url(value: Optional[str], mode: str, region: str) -> str:
+    if value is None:
+        return default_endpoint_url(mode, region)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"SM_MLFLOW_ENDPOINT_URL={value!r} is not a base URL such as "
+            "https://us-east-1.experiments.sagemaker.aws: fix it or unset it to use the "
+            "public endpoint."
+        )
+    return value.rstrip("/")
+
+
+def _positive(environ: Mapping[str, str], name: str, default, kind):
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={text!r} must be a positive number; unset it for {default}.")
+    return value

@@ -1,0 +1,67 @@
+"""The AWS credentials requests are signed with: the default chain, or an assumed role.
+
+Both are botocore's refreshable credentials, so an instance-profile or assumed-role credential is
+fetched once per lifetime and refreshed before it expires, not once per request.
+"""
+
+import functools
+import logging
+import threading
+from typing import Optional
+
+import botocore.session
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    Credentials,
+    DeferredRefreshableCredentials,
+    ReadOnlyCredentials,
+)
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from mlflow_proxy.errors import CredentialsUnavailable
+
+logger = logging.getLogger(__name__)
+
+ROLE_SESSION_NAME = "mlflow-proxy"
+
+
+class SigningCredentials:
+    def __init__(self, session: botocore.session.Session, region: str, role_arn: Optional[str]):
+        self._session = session
+        self._region = region
+        self._role_arn = role_arn
+        self._lock = threading.Lock()
+        self._credentials: Optional[Credentials] = None
+
+    def current(self) -> ReadOnlyCredentials:
+        """A consistent (key, secret, token) triple, refreshed by botocore when due."""
+        try:
+            return self._resolved().get_frozen_credentials()
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("No AWS credentials to sign with: %s", error)
+            raise CredentialsUnavailable(
+                "The proxy has no AWS credentials to sign with right now; see its log."
+            ) from error
+
+    def _resolved(self) -> Credentials:
+        # Resolved on first use rather than at start-up: the instance profile may not be
+        # ready yet, and a request that finds none gets a 503 instead of a dead proxy.
+        with self._lock:
+            if self._credentials is None:
+                source = self._session.get_credentials()
+                if source is None:
+                    raise NoCredentialsError()
+                self._credentials = source if self._role_arn is None else self._assumed(source)
+            return self._credentials
+
+    def _assumed(self, source: Credentials) -> Credentials:
+        fetcher = AssumeRoleCredentialFetcher(
+            # The regional STS endpoint; AWS_ENDPOINT_URL_STS overrides it.
+            client_creator=functools.partial(self._session.create_client, region_name=self._region),
+            source_credentials=source,
+            role_arn=self._role_arn,
+            extra_args={"RoleSessionName": ROLE_SESSION_NAME},
+        )
+        return DeferredRefreshableCredentials(
+            refresh_using=fetcher.fetch_credentials, method="assume-role"
+        )

@@ -1,0 +1,223 @@
+"""Forwarding one request upstream: bound and hash the body, sign, stream the answer back.
+
+Modelled on werkzeug's ProxyMiddleware (hop-by-hop header removal, streaming in chunks), with the
+body spooled first because SigV4 needs its hash before the first byte is sent.
+"""
+
+import hashlib
+import logging
+import tempfile
+import time
+from typing import IO, Iterator, Optional
+from urllib.parse import quote
+
+import urllib3
+from flask import Request, Response
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from werkzeug.http import is_hop_by_hop_header
+
+from mlflow_proxy import signing
+from mlflow_proxy.access_log import Exchange
+from mlflow_proxy.config import Config
+from mlflow_proxy.credentials import SigningCredentials
+from mlflow_proxy.errors import (
+    BodyTooLarge,
+    InvalidRequest,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+logger = logging.getLogger(__name__)
+
+MLFLOW_PREFIXES = tuple(
+    f"/{root}/{api}/"
+    for root in ("api", "ajax-api")
+    for api in ("2.0/mlflow", "3.0/mlflow", "2.0/mlflow-artifacts")
+)
+CHUNK_BYTES = 64 * 1024
+# Bodies up to this size stay in memory while hashed; bigger ones go to a temporary file.
+IN_MEMORY_BODY_BYTES = 1024 * 1024
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+# Response headers gunicorn writes itself; passing SageMaker's too would send them twice.
+_SET_BY_OUR_SERVER = frozenset({"date", "server"})
+
+
+def _is_ours_to_replace(name: str) -> bool:
+    """Request headers the caller may not pass upstream.
+
+    Authorization is the caller's token; Host, Content-Length and the x-amz-* headers belong to
+    the signed request we build; the routing header is set from configuration, never by the
+    caller; X-Forwarded-* describe the hop to us, not the one to SageMaker.
+    """
+    name = name.lower()
+    return (
+        name in ("authorization", "host", "content-length", "expect", "forwarded")
+        or name in signing.ROUTING_HEADERS.values()
+        or name.startswith(("x-amz-", "x-forwarded-"))
+    )
+
+
+def _end_to_end(headers) -> list[tuple[str, str]]:
+    """Headers without the hop-by-hop ones, including any the Connection header names."""
+    named_by_connection = {
+        token.strip().lower() for token in headers.get("Connection", "").split(",") if token.strip()
+    }
+    return [
+        (name, value)
+        for name, value in headers.items()
+        if not is_hop_by_hop_header(name) and name.lower() not in named_by_connection
+    ]
+
+
+class Upstream:
+    """SageMaker's MLflow endpoint, as configured: one connection pool per process."""
+
+    def __init__(self, config: Config, credentials: SigningCredentials):
+        self._config = config
+        self._credentials = credentials
+        self._service = signing.SERVICE_NAMES[config.mode]
+        self._routing_header = signing.ROUTING_HEADERS[config.mode]
+        self._timeout = urllib3.Timeout(
+            connect=config.connect_timeout_seconds, read=config.read_timeout_seconds
+        )
+        # Created before gunicorn forks its workers, while it holds no connection: each worker
+        # ends up with its own pool.
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=16, block=False)
+
+    def forward(self, request: Request, exchange: Exchange) -> Response:
+        url = self._url(request)
+        body, length, body_sha256 = _spool_body(request, self._config.max_body_bytes)
+        exchange.bytes_in = length
+        try:
+            headers = {
+                name: value
+                for name, value in _end_to_end(request.headers)
+                if not _is_ours_to_replace(name)
+            }
+            headers[self._routing_header] = self._config.resource_arn
+            if length or request.method in _METHODS_WITH_BODY:
+                headers["Content-Length"] = str(length)
+            signed_headers = signing.sign(
+                request.method,
+                url,
+                headers,
+                body_sha256,
+                self._credentials.current(),
+                self._service,
+                self._config.region,
+            )
+            started = time.monotonic()
+            upstream = self._send(request.method, url, body if length else None, signed_headers)
+            exchange.upstream_seconds = time.monotonic() - started
+        finally:
+            body.close()
+        response = Response(
+            _Relay(upstream, exchange),
+            status=upstream.status,
+            headers=[
+                (name, value)
+                for name, value in _end_to_end(upstream.headers)
+                if name.lower() not in _SET_BY_OUR_SERVER
+            ],
+        )
+        if "Content-Type" not in upstream.headers:
+            # Flask supplies a default; a response that came without one leaves without one.
+            del response.headers["Content-Type"]
+        return response
+
+    def _url(self, request: Request) -> str:
+        if any(segment in (".", "..") for segment in request.path.split("/")):
+            raise InvalidRequest("Paths with '.' or '..' segments are not forwarded.")
+        url = self._config.endpoint_url + quote(request.path, safe="/")
+        if request.query_string:
+            try:
+                url += "?" + signing.canonical_query(request.query_string.decode())
+            except UnicodeDecodeError:
+                raise InvalidRequest("The query string is not valid UTF-8.") from None
+        return url
+
+    def _send(self, method: str, url: str, body: Optional[IO[bytes]], headers: dict):
+        try:
+            return self._pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=self._timeout,
+                retries=False,  # the MLflow client retries, with backoff; retrying here doubles it
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+            )
+        except NewConnectionError as error:  # before ConnectTimeoutError: it is a subclass
+            raise UpstreamUnreachable(f"Cannot connect to the MLflow endpoint: {error}") from error
+        except (ConnectTimeoutError, ReadTimeoutError) as error:
+            raise UpstreamTimeout(f"The MLflow endpoint did not answer in time: {error}") from error
+        except HTTPError as error:
+            raise UpstreamUnreachable(f"The MLflow endpoint failed: {error}") from error
+
+
+def _spool_body(request: Request, limit: int) -> tuple[IO[bytes], int, str]:
+    """Read the body once: count it against the limit, hash it, keep it for sending."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    spool = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY_BYTES)
+    digest = hashlib.sha256()
+    length = 0
+    try:
+        # Chunked bodies have no Content-Length: the limit is enforced while reading.
+        while chunk := request.stream.read(CHUNK_BYTES):
+            length += len(chunk)
+            if length > limit:
+                raise _too_large(limit)
+            digest.update(chunk)
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool, length, digest.hexdigest()
+
+
+def _too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(
+        f"The request body is larger than {limit} bytes (MLFLOW_PROXY_MAX_BODY_BYTES)."
+    )
+
+
+class _Relay:
+    """The upstream body as it came, chunk by chunk: never whole, never decompressed.
+
+    werkzeug calls close() when the response is done, also when it never iterated (HEAD) or the
+    client went away mid-stream; only a connection read to the end goes back to the pool.
+    """
+
+    def __init__(self, upstream: urllib3.BaseHTTPResponse, exchange: Exchange):
+        self._upstream = upstream
+        self._exchange = exchange
+        self._completed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._upstream.stream(CHUNK_BYTES, decode_content=False):
+                self._exchange.bytes_out += len(chunk)
+                yield chunk
+        except HTTPError as error:
+            # The status has gone out already: all we can do is break the connection (the
+            # server does, on this exception) so the client cannot take the body as complete.
+            logger.warning(
+                "Upstream response broke off after %d bytes: %s", self._exchange.bytes_out, error
+            )
+            raise
+        self._completed = True
+
+    def close(self) -> None:
+        if not self._completed:
+            # Unread bytes would corrupt the next request on this connection: drop it.
+            self._upstream.close()
+        self._upstream.release_conn()
