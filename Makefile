@@ -3,11 +3,17 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
+# The proxy's own virtualenv uses the Python of Ubuntu 24.04, where it runs on AWS.
+PROXY_PYTHON ?= python3.12
+# With pyenv, make every installed 3.11-3.13 reachable: python3.12 for .venv-proxy, python3.13
+# for `sam build` of the Lambda functions.
+export PYENV_VERSION ?= $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.1[123]\.[0-9]+$$' | sort -V | paste -sd: -)
 MODE ?= tracking
 
 # aws-sam-cli, checkov and taskcat pin jsonschema/boto3 differently from each other and from
 # mlflow: each gets its own virtualenv (REFERENCE.md, "Tooling on these machines").
 VENV := .venv
+PROXY_VENV := .venv-proxy
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
 TASKCAT_VENV := .venv-taskcat
@@ -25,7 +31,14 @@ help:
 
 $(VENV)/.installed: requirements/dev.txt helpers/app/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	grep -v '^gunicorn' helpers/app/requirements.txt > $(VENV)/proxy-constraints.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt \
+	    -c $(VENV)/proxy-constraints.txt
+	touch $@
+
+$(PROXY_VENV)/.installed: helpers/app/requirements.txt
+	$(PROXY_PYTHON) -m venv $(PROXY_VENV)
+	$(PROXY_VENV)/bin/pip install --quiet --disable-pip-version-check -r helpers/app/requirements.txt
 	touch $@
 
 $(SAM_VENV)/.installed: requirements/sam.txt
@@ -43,7 +56,7 @@ $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
 	$(TASKCAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/taskcat.txt
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(PROXY_VENV)/.installed
 tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.installed
 
 demo: venv
@@ -65,4 +78,4 @@ test-packaging: venv tools
 	$(VENV)/bin/pytest tests/packaging
 
 clean:
-	rm -rf .aws-sam build $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV)
+	rm -rf .aws-sam build $(VENV) $(PROXY_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV)
