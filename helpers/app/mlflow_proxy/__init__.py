@@ -15,10 +15,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mlflow_proxy import callers
 from mlflow_proxy.access_log import Exchange
+from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
+from mlflow_proxy.artifacts import register_artifact_routes
 from mlflow_proxy.config import Config, ConfigError, load_config
 from mlflow_proxy.credentials import SigningCredentials
 from mlflow_proxy.errors import PermissionDenied, Unauthenticated, register_error_handler
 from mlflow_proxy.forwarding import MLFLOW_PREFIXES, Upstream
+from mlflow_proxy.ui import PresignedUi, register_ui_route
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -32,7 +35,8 @@ def create_app(
     config = load_config(os.environ if environ is None else environ)
     session = session or botocore.session.get_session()
     tokens = _caller_tokens(config, session)
-    upstream = Upstream(config, SigningCredentials(session, config.region, config.role_arn))
+    credentials = SigningCredentials(session, config.region, config.role_arn)
+    upstream = Upstream(config, credentials)
 
     app = Flask(__name__)
     app.url_map.strict_slashes = False
@@ -61,15 +65,35 @@ def create_app(
         # For the load balancer: answers without a token and without asking SageMaker.
         return jsonify(status="ok")
 
-    def forward(rest):
+    def authenticate() -> callers.Caller:
         caller = _authenticate(tokens)
         g.exchange.caller = caller.name
+        return caller
+
+    def authorize() -> callers.Caller:
+        """The caller, if they may make this request; raises otherwise."""
+        caller = authenticate()
         if not caller.may_call(request.method, request.path):
             raise PermissionDenied(
                 f"Caller {caller.name!r} has a read-only token; {request.method} "
                 f"{request.path} changes data."
             )
+        return caller
+
+    def forward(rest):
+        authorize()
         return upstream.forward(request, g.exchange)
+
+    if config.artifact_location is not None:
+        # Registered before the catch-all forwarding rules, and more specific than them.
+        store = ArtifactStore(
+            config.artifact_location,
+            lambda: credentials.create_client("s3", config=S3_CLIENT_CONFIG),
+        )
+        register_artifact_routes(app, store, authorize)
+    register_ui_route(
+        app, PresignedUi(config, lambda: credentials.create_client("sagemaker")), authenticate
+    )
 
     for prefix in MLFLOW_PREFIXES:
         app.add_url_rule(

@@ -13,6 +13,7 @@
 | `MLFLOW_PROXY_MAX_BODY_BYTES` | `104857600` (100 MiB) | largest request body accepted; larger gets 413 |
 | `MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS` | `10` | upstream connect timeout; exceeded gets 504 |
 | `MLFLOW_PROXY_READ_TIMEOUT_SECONDS` | `300` | upstream wait between bytes; exceeded before the response starts gets 504 |
+| `MLFLOW_PROXY_ARTIFACT_STORE_URI` | (unset: artifact calls are forwarded) | the MLflow artifact store's `s3://bucket/prefix`; set, the proxy serves artifacts from it with its role and callers see `mlflow-artifacts:/` URIs |
 """
 
 import math
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
+from mlflow_proxy.artifact_location import ArtifactLocation, StoreUriError, parse_store_uri
 from mlflow_proxy.callers import Caller, TokenFormatError, parse_tokens
 
 TRACKING_SERVER = "tracking"
@@ -55,6 +57,7 @@ class Config:
     max_body_bytes: int
     connect_timeout_seconds: float
     read_timeout_seconds: float
+    artifact_location: Optional[ArtifactLocation] = None  # None: artifact calls are forwarded
 
     @property
     def tokens_secret_region(self) -> str:
@@ -140,6 +143,12 @@ def load_config(environ: Mapping[str, str]) -> Config:
             "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)."
         )
 
+    store_uri = get("MLFLOW_PROXY_ARTIFACT_STORE_URI")
+    try:
+        artifact_location = parse_store_uri(store_uri) if store_uri else None
+    except StoreUriError as error:
+        raise ConfigError(str(error)) from None
+
     return Config(
         resource_arn=resource_arn,
         mode=mode,
@@ -155,6 +164,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
             environ, "MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS", 10.0, float
         ),
         read_timeout_seconds=_positive(environ, "MLFLOW_PROXY_READ_TIMEOUT_SECONDS", 300.0, float),
+        artifact_location=artifact_location,
     )
 
 

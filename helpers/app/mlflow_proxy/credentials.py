@@ -1,7 +1,9 @@
 """The AWS credentials requests are signed with: the default chain, or an assumed role.
 
 Both are botocore's refreshable credentials, so an instance-profile or assumed-role credential is
-fetched once per lifetime and refreshed before it expires, not once per request.
+fetched once per lifetime and refreshed before it expires, not once per request. The AWS clients
+the proxy uses itself (S3 for artifacts, SageMaker's control plane for the UI) sign with the same
+credentials: one role for everything the proxy does.
 """
 
 import functools
@@ -10,8 +12,11 @@ import threading
 from typing import Optional
 
 import botocore.session
+from botocore.config import Config
 from botocore.credentials import (
     AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    CredentialResolver,
     Credentials,
     DeferredRefreshableCredentials,
     ReadOnlyCredentials,
@@ -43,6 +48,26 @@ class SigningCredentials:
                 "The proxy has no AWS credentials to sign with right now; see its log."
             ) from error
 
+    def create_client(self, service_name: str, config: Optional[Config] = None):
+        """A botocore client signing with these credentials, refreshed as they are.
+
+        Its endpoint follows botocore's rules (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SAGEMAKER).
+        """
+        try:
+            credentials = self._resolved()
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("No AWS credentials for a %s client: %s", service_name, error)
+            raise CredentialsUnavailable(
+                "The proxy has no AWS credentials right now; see its log."
+            ) from error
+        # A session of its own: the shared one keeps resolving the default chain for the
+        # Secrets Manager client, which reads the tokens as the instance, not as the role.
+        session = botocore.session.Session()
+        session.register_component(
+            "credential_provider", CredentialResolver([_Given(credentials)])
+        )
+        return session.create_client(service_name, region_name=self._region, config=config)
+
     def _resolved(self) -> Credentials:
         # Resolved on first use rather than at start-up: the instance profile may not be
         # ready yet, and a request that finds none gets a 503 instead of a dead proxy.
@@ -65,3 +90,14 @@ class SigningCredentials:
         return DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"
         )
+
+
+class _Given(CredentialProvider):
+    METHOD = "mlflow-proxy"
+
+    def __init__(self, credentials: Credentials):
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials

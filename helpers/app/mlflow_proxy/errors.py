@@ -37,6 +37,11 @@ class EndpointNotFound(ProxyError):
     error_code = "ENDPOINT_NOT_FOUND"
 
 
+class ResourceNotFound(ProxyError):
+    status = 404
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
 class InvalidRequest(ProxyError):
     status = 400
     error_code = "INVALID_PARAMETER_VALUE"
@@ -54,6 +59,14 @@ class UpstreamUnreachable(ProxyError):
     # INTERNAL_ERROR), so users see a transient failure, which is what a refused connection is.
     status = 502
     error_code = "TEMPORARILY_UNAVAILABLE"
+
+
+class AwsRefused(ProxyError):
+    """S3 or SageMaker's control plane refused the proxy's role: a missing permission, a KMS key
+    it may not use, a resource that is gone. Not transient; the log has AWS's whole answer."""
+
+    status = 502
+    error_code = "INTERNAL_ERROR"
 
 
 class CredentialsUnavailable(ProxyError):

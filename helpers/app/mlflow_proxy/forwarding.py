@@ -1,14 +1,16 @@
 """Forwarding one request upstream: bound and hash the body, sign, stream the answer back.
 
 Modelled on werkzeug's ProxyMiddleware (hop-by-hop header removal, streaming in chunks), with the
-body spooled first because SigV4 needs its hash before the first byte is sent.
+body spooled first because SigV4 needs its hash before the first byte is sent. When the proxy
+serves the artifact store, JSON bodies have their artifact URIs mapped on the way
+(artifact_uris.py): requests before they are hashed, responses as they stream back.
 """
 
 import hashlib
 import logging
 import tempfile
 import time
-from typing import IO, Iterator, Optional
+from typing import IO, Callable, Iterable, Iterator, Optional
 from urllib.parse import quote
 
 import urllib3
@@ -23,6 +25,7 @@ from werkzeug.http import is_hop_by_hop_header
 
 from mlflow_proxy import signing
 from mlflow_proxy.access_log import Exchange
+from mlflow_proxy.artifact_uris import UriMapping, is_json
 from mlflow_proxy.config import Config
 from mlflow_proxy.credentials import SigningCredentials
 from mlflow_proxy.errors import (
@@ -88,10 +91,18 @@ class Upstream:
         # Created before gunicorn forks its workers, while it holds no connection: each worker
         # ends up with its own pool.
         self._pool = urllib3.PoolManager(num_pools=4, maxsize=16, block=False)
+        self._uri_mapping = (
+            UriMapping(config.artifact_location) if config.artifact_location else None
+        )
 
     def forward(self, request: Request, exchange: Exchange) -> Response:
         url = self._url(request)
-        body, length, body_sha256 = _spool_body(request, self._config.max_body_bytes)
+        mapping = self._uri_mapping
+        body, length, body_sha256 = _spool_body(
+            request,
+            self._config.max_body_bytes,
+            mapping.to_upstream if mapping and is_json(request.content_type) else None,
+        )
         exchange.bytes_in = length
         try:
             headers = {
@@ -100,6 +111,9 @@ class Upstream:
                 if not _is_ours_to_replace(name)
             }
             headers[self._routing_header] = self._config.resource_arn
+            if mapping:
+                # Plain bytes back, so that the URIs in them can be mapped as they stream.
+                headers["Accept-Encoding"] = "identity"
             if length or request.method in _METHODS_WITH_BODY:
                 headers["Content-Length"] = str(length)
             signed_headers = signing.sign(
@@ -116,13 +130,22 @@ class Upstream:
             exchange.upstream_seconds = time.monotonic() - started
         finally:
             body.close()
+        rewrite = None
+        dropped = _SET_BY_OUR_SERVER
+        if (
+            mapping
+            and is_json(upstream.headers.get("Content-Type"))
+            and upstream.headers.get("Content-Encoding", "identity") == "identity"
+        ):
+            rewrite = mapping.to_caller
+            dropped = dropped | {"content-length"}  # the mapping changes the length
         response = Response(
-            _Relay(upstream, exchange),
+            _Relay(upstream, exchange, rewrite),
             status=upstream.status,
             headers=[
                 (name, value)
                 for name, value in _end_to_end(upstream.headers)
-                if name.lower() not in _SET_BY_OUR_SERVER
+                if name.lower() not in dropped
             ],
         )
         if "Content-Type" not in upstream.headers:
@@ -162,8 +185,14 @@ class Upstream:
             raise UpstreamUnreachable(f"The MLflow endpoint failed: {error}") from error
 
 
-def _spool_body(request: Request, limit: int) -> tuple[IO[bytes], int, str]:
-    """Read the body once: count it against the limit, hash it, keep it for sending."""
+Rewrite = Callable[[Iterable[bytes]], Iterator[bytes]]
+
+
+def _spool_body(
+    request: Request, limit: int, rewrite: Optional[Rewrite] = None
+) -> tuple[IO[bytes], int, str]:
+    """Read the body once (rewritten, if asked): count it against the limit, hash it, keep it
+    for sending."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     spool = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY_BYTES)
@@ -171,7 +200,8 @@ def _spool_body(request: Request, limit: int) -> tuple[IO[bytes], int, str]:
     length = 0
     try:
         # Chunked bodies have no Content-Length: the limit is enforced while reading.
-        while chunk := request.stream.read(CHUNK_BYTES):
+        chunks = iter(lambda: request.stream.read(CHUNK_BYTES), b"")
+        for chunk in rewrite(chunks) if rewrite else chunks:
             length += len(chunk)
             if length > limit:
                 raise _too_large(limit)
@@ -197,14 +227,18 @@ class _Relay:
     client went away mid-stream; only a connection read to the end goes back to the pool.
     """
 
-    def __init__(self, upstream: urllib3.BaseHTTPResponse, exchange: Exchange):
+    def __init__(
+        self, upstream: urllib3.BaseHTTPResponse, exchange: Exchange, rewrite: Optional[Rewrite]
+    ):
         self._upstream = upstream
         self._exchange = exchange
+        self._rewrite = rewrite
         self._completed = False
 
     def __iter__(self) -> Iterator[bytes]:
+        chunks = self._upstream.stream(CHUNK_BYTES, decode_content=False)
         try:
-            for chunk in self._upstream.stream(CHUNK_BYTES, decode_content=False):
+            for chunk in self._rewrite(chunks) if self._rewrite else chunks:
                 self._exchange.bytes_out += len(chunk)
                 yield chunk
         except HTTPError as error:

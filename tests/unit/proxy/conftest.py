@@ -1,6 +1,7 @@
 """Fixtures for the proxy's unit tests (helpers in proxy_support.py)."""
 
 import logging
+import uuid
 
 import botocore.session
 import pytest
@@ -13,6 +14,8 @@ from proxy_support import (
     TRACKING_ARN,
     CapturedLog,
     FakeUpstream,
+    moto_s3_server,
+    s3_client,
     serve_in_thread,
 )
 
@@ -79,3 +82,22 @@ def proxy_log():
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    with moto_s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3(s3_endpoint):
+    return s3_client(s3_endpoint)
+
+
+@pytest.fixture
+def bucket(s3):
+    """A new, empty bucket for each test."""
+    name = f"artifacts-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name

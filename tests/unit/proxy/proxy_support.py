@@ -6,10 +6,17 @@ gunicorn test runs it the way the instances do.
 """
 
 import logging
+import socket
+import subprocess
 import threading
+import time
+import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
+import botocore.session
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -109,3 +116,51 @@ class CapturedLog(logging.Handler):
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+MOTO_SERVER = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "moto_server"
+
+
+@contextmanager
+def moto_s3_server():
+    """moto_server on a free loopback port: S3 where AWS would be. Yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def s3_client(endpoint_url: str, config=None):
+    """A client of the test's own, to arrange and inspect what is in S3."""
+    return botocore.session.Session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=config,
+    )
+
+
+def all_keys(s3, bucket: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))

@@ -20,6 +20,15 @@ def test_tracking_server_defaults():
     assert config.tokens_refresh_seconds == 300
     assert config.max_body_bytes > 0
     assert config.connect_timeout_seconds > 0 and config.read_timeout_seconds > 0
+    assert config.artifact_location is None  # artifact calls are forwarded, as before
+
+
+def test_the_artifact_store_is_read_from_its_s3_uri():
+    config = load_config({**BASE, "MLFLOW_PROXY_ARTIFACT_STORE_URI": "s3://team-bucket/mlflow/"})
+    assert (config.artifact_location.bucket, config.artifact_location.prefix) == (
+        "team-bucket",
+        "mlflow",
+    )
 
 
 def test_mlflow_app_mode_and_endpoint_come_from_the_arn():
@@ -93,6 +102,8 @@ def test_open_proxy_is_an_explicit_choice():
         ({"MLFLOW_PROXY_MAX_BODY_BYTES": "1.5"}, "MLFLOW_PROXY_MAX_BODY_BYTES"),
         ({"MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS": "-1"}, "MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS"),
         ({"MLFLOW_PROXY_READ_TIMEOUT_SECONDS": "inf"}, "MLFLOW_PROXY_READ_TIMEOUT_SECONDS"),
+        ({"MLFLOW_PROXY_ARTIFACT_STORE_URI": "my-bucket/p"}, "MLFLOW_PROXY_ARTIFACT_STORE_URI"),
+        ({"MLFLOW_PROXY_ARTIFACT_STORE_URI": "s3://b/../p"}, "MLFLOW_PROXY_ARTIFACT_STORE_URI"),
     ],
 )
 def test_a_bad_variable_is_named_in_the_error(changes, variable):

@@ -115,3 +115,20 @@ def test_no_credentials_at_all_is_503(start_proxy, proxy_env, upstream, aws_env)
     assert response.status_code == 503
     assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
     assert upstream.requests == []
+
+
+def test_the_proxys_own_aws_calls_use_the_same_assumed_role(
+    fake_sts, start_proxy, proxy_env, upstream, aws_env
+):
+    # The recording upstream also stands in for SageMaker's control plane (/ui asks it).
+    aws_env.setenv("AWS_ENDPOINT_URL_SAGEMAKER", upstream.url)
+    upstream.respond = lambda request: Response(
+        '{"AuthorizedUrl": "https://ui.example/x"}', content_type="application/x-amz-json-1.1"
+    )
+    url = start_proxy({**proxy_env, "SM_MLFLOW_ROLE_ARN": ROLE_ARN})
+    requests.get(url + "/api/2.0/mlflow/runs/get", headers=WRITER)
+    assert requests.get(url + "/ui", headers=WRITER, allow_redirects=False).status_code == 302
+    assert len(fake_sts.calls) == 1  # one role, one cache, for signing and for the clients
+    for sent in upstream.requests:
+        assert f"Credential={ASSUMED_KEY}/" in sent.header("Authorization")
+        assert sent.header("X-Amz-Security-Token") == ASSUMED_TOKEN

@@ -5,19 +5,19 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import requests
 
+from local.stand_in import PROXY_PYTHON
 from proxy_support import ACCESS_KEY, SECRET_KEY, TOKENS_JSON, TRACKING_ARN, WRITER, WRITER_TOKEN
 
 pytestmark = pytest.mark.slow
 
 APP_DIR = Path(__file__).parents[3] / "helpers" / "app"
-GUNICORN = Path(sys.executable).with_name("gunicorn")
+GUNICORN = PROXY_PYTHON.with_name("gunicorn")  # the proxy's own virtualenv, as on the instances
 
 
 def _environment(**variables):

@@ -1,0 +1,248 @@
+"""The artifact store in S3, read and written with the proxy's own role (botocore's S3 client).
+
+Bodies never sit whole in memory: downloads are relayed chunk by chunk from GetObject, uploads
+go up as one PutObject when they fit in one part and as a multipart upload of PART_BYTES parts
+otherwise. For the multipart endpoints the caller uploads the parts itself, straight to S3,
+through presigned UploadPart URLs. Every operation takes a path already checked by
+artifact_location.safe_path; the keys it touches are under the store's root and nowhere else.
+"""
+
+import logging
+import posixpath
+import threading
+from dataclasses import dataclass
+from typing import IO, Callable, Iterator, Optional
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mlflow_proxy.artifact_location import ArtifactLocation, safe_path
+from mlflow_proxy.errors import (
+    AwsRefused,
+    InvalidRequest,
+    ResourceNotFound,
+    UpstreamUnreachable,
+)
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 64 * 1024
+# S3 wants parts of at least 5 MiB (all but the last); 8 MiB bounds memory per upload.
+PART_BYTES = 8 * 1024 * 1024
+MAX_PARTS = 10_000  # S3's limit
+PRESIGNED_URL_SECONDS = 3600
+# SigV4 for every call and presigned URL: SSE-KMS objects refuse anything else. Checksums only
+# where S3 requires them: a presigned part URL must not demand one the caller cannot compute.
+S3_CLIENT_CONFIG = Config(
+    signature_version="s3v4",
+    request_checksum_calculation="when_required",
+    retries={"mode": "standard"},
+)
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
+_BAD_MULTIPART = {"NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
+
+
+@dataclass
+class Download:
+    chunks: Iterator[bytes]
+    length: int
+    content_type: str
+    # Also for a response whose body is never iterated (HEAD): the connection goes back.
+    close: Callable[[], None]
+
+
+class ArtifactStore:
+    def __init__(self, location: ArtifactLocation, create_client: Callable[[], object]):
+        self.location = location
+        self._create_client = create_client
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def _s3(self):
+        # Created on first use, in the worker process: gunicorn forks after create_app(), and
+        # a client's connection pool must not be shared across processes.
+        with self._lock:
+            if self._client is None:
+                self._client = self._create_client()
+            return self._client
+
+    def _object(self, path: str) -> dict:
+        return {"Bucket": self.location.bucket, "Key": self.location.key(path)}
+
+    # -- MLflow's artifact service: download, upload, list, delete ---------------------------
+
+    def download(self, path: str) -> Download:
+        with _s3_errors(path):
+            response = self._s3.get_object(**self._object(path))
+        body = response["Body"]
+
+        def chunks():
+            with _s3_errors(path):
+                yield from body.iter_chunks(CHUNK_BYTES)
+
+        return Download(
+            chunks(),
+            response["ContentLength"],
+            response.get("ContentType") or "application/octet-stream",
+            body.close,
+        )
+
+    def upload(self, path: str, stream: IO[bytes], content_type: Optional[str] = None) -> int:
+        """Store the stream at `path`; returns the number of bytes stored."""
+        target = self._object(path)
+        if content_type:
+            target["ContentType"] = content_type
+        first = _read_up_to(stream, PART_BYTES)
+        with _s3_errors(path):
+            if len(first) < PART_BYTES:
+                self._s3.put_object(Body=first, **target)
+                return len(first)
+            return self._upload_in_parts(target, first, stream)
+
+    def _upload_in_parts(self, target: dict, part: bytes, stream: IO[bytes]) -> int:
+        upload_id = self._s3.create_multipart_upload(**target)["UploadId"]
+        object_only = {"Bucket": target["Bucket"], "Key": target["Key"], "UploadId": upload_id}
+        try:
+            parts, size = [], 0
+            while part:
+                if len(parts) == MAX_PARTS:
+                    raise InvalidRequest(
+                        f"The artifact is larger than {MAX_PARTS * PART_BYTES} bytes."
+                    )
+                number = len(parts) + 1
+                etag = self._s3.upload_part(Body=part, PartNumber=number, **object_only)["ETag"]
+                parts.append({"PartNumber": number, "ETag": etag})
+                size += len(part)
+                part = _read_up_to(stream, PART_BYTES)
+            self._s3.complete_multipart_upload(
+                MultipartUpload={"Parts": parts}, **object_only
+            )
+            return size
+        except BaseException:
+            # A half-done upload keeps its parts (and costs) until aborted.
+            try:
+                self._s3.abort_multipart_upload(**object_only)
+            except (BotoCoreError, ClientError) as error:
+                logger.warning("Could not abort multipart upload of %s: %s", target["Key"], error)
+            raise
+
+    def list_files(self, path: str) -> list[dict]:
+        """MLflow's FileInfo list of what is directly under `path` ('' = the root).
+
+        A path that names a file lists as empty, as MLflow's S3 repository does.
+        """
+        directory = self.location.key(path)
+        listed_prefix = f"{directory}/" if directory else ""
+        files = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.location.bucket, Prefix=listed_prefix, Delimiter="/"
+        )
+        with _s3_errors(path):
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][len(listed_prefix) :].rstrip("/")
+                    files.append({"path": name, "is_dir": True})
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(listed_prefix) :]
+                    if name:  # the "directory" object some tools create
+                        files.append({"path": name, "is_dir": False, "file_size": item["Size"]})
+        return files
+
+    def delete(self, path: str) -> None:
+        """Delete the file at `path`, or everything under it if it is a directory."""
+        key = self.location.key(path)
+        paginator = self._s3.get_paginator("list_objects_v2")
+        with _s3_errors(path):
+            keys = [key]
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=f"{key}/"):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+            for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at most
+                self._s3.delete_objects(
+                    Bucket=self.location.bucket,
+                    Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True},
+                )
+
+    # -- multipart uploads the caller performs against S3 itself -----------------------------
+
+    def create_multipart(self, directory: str, file_name: str, num_parts: int) -> dict:
+        if not 1 <= num_parts <= MAX_PARTS:
+            raise InvalidRequest(f"num_parts must be between 1 and {MAX_PARTS}, got {num_parts}.")
+        path = _file_path(directory, file_name)
+        with _s3_errors(path):
+            upload_id = self._s3.create_multipart_upload(**self._object(path))["UploadId"]
+            credentials = [
+                {
+                    "url": self._s3.generate_presigned_url(
+                        "upload_part",
+                        Params={**self._object(path), "UploadId": upload_id, "PartNumber": number},
+                        ExpiresIn=PRESIGNED_URL_SECONDS,
+                    ),
+                    "part_number": number,
+                    "headers": {},
+                }
+                for number in range(1, num_parts + 1)
+            ]
+        return {"upload_id": upload_id, "credentials": credentials}
+
+    def complete_multipart(
+        self, directory: str, file_name: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        path = _file_path(directory, file_name)
+        with _s3_errors(path):
+            self._s3.complete_multipart_upload(
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]
+                },
+                **self._object(path),
+            )
+
+    def abort_multipart(self, directory: str, file_name: str, upload_id: str) -> None:
+        path = _file_path(directory, file_name)
+        with _s3_errors(path):
+            self._s3.abort_multipart_upload(UploadId=upload_id, **self._object(path))
+
+
+def _file_path(directory: str, file_name: str) -> str:
+    # MLflow's client sends the local file's full path; only its name lands in the store.
+    return safe_path(posixpath.join(directory, file_name.replace("\\", "/").rsplit("/", 1)[-1]))
+
+
+def _read_up_to(stream: IO[bytes], size: int) -> bytes:
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = stream.read(min(CHUNK_BYTES, size - len(buffer)))
+        if not chunk:
+            break
+        buffer += chunk
+    return bytes(buffer)
+
+
+class _s3_errors:
+    """Translate S3's refusals into MLflow-shaped errors, naming the artifact path."""
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if isinstance(error, ClientError):
+            code = error.response.get("Error", {}).get("Code", "")
+            message = error.response.get("Error", {}).get("Message", "")
+            if code in _NOT_FOUND:
+                raise ResourceNotFound(f"No artifact at {self._path!r}.") from error
+            if code in _BAD_MULTIPART:
+                raise InvalidRequest(f"{self._path!r}: S3 refused the upload: {code}: {message}") from error
+            logger.error("S3 refused an operation on %r: %s", self._path, error)
+            raise AwsRefused(
+                f"The artifact store refused the operation on {self._path!r} ({code}); "
+                "see the proxy's log."
+            ) from error
+        if isinstance(error, BotoCoreError):
+            logger.error("Cannot reach the artifact store for %r: %s", self._path, error)
+            raise UpstreamUnreachable(f"Cannot reach the artifact store: {error}") from error
+        return False

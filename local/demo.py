@@ -1,0 +1,105 @@
+"""`python -m local.demo --mode tracking|serverless`: the proxy against the local stand-in.
+
+Starts mlflow server, the SageMaker emulator (with STS) and the proxy on loopback, runs a short
+MLflow client workload through the proxy with a token, prints how to point your own client at
+it, and runs until Ctrl-C.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+
+from local.stand_in import StandIn
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m local.demo", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["tracking", "serverless"],
+        default="tracking",
+        help="which SageMaker MLflow to emulate (default: tracking)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="loopback port for the proxy (default: a free one)"
+    )
+    parser.add_argument(
+        "--exit-after-workload",
+        action="store_true",
+        help="stop after the workload; the exit code says whether it passed",
+    )
+    return parser.parse_args(argv)
+
+
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    print(
+        f"Starting a local S3, mlflow server, the SageMaker stand-in ({args.mode}) and the "
+        "proxy...",
+        flush=True,
+    )
+    try:
+        with StandIn(args.mode, assume_role=True, proxy_port=args.port) as stand_in:
+            print(f"  proxy            {stand_in.proxy_url}")
+            print(f"  stand-in         {stand_in.emulator_url}  ({stand_in.resource_arn})")
+            print(f"  mlflow server    {stand_in.mlflow_url}")
+            print(f"  S3 (moto)        {stand_in.s3_url}", flush=True)
+
+            # The MLflow client reads these at each request; it is what a user sets, too.
+            os.environ["MLFLOW_TRACKING_URI"] = stand_in.proxy_url
+            os.environ["MLFLOW_TRACKING_TOKEN"] = stand_in.token
+            # A broken chain should fail the demo in seconds, not after minutes of retries.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            passed = run_workload_and_report(stand_in)
+
+            print("\nTo use the running proxy from your own MLflow client:")
+            print(f"  export MLFLOW_TRACKING_URI={stand_in.proxy_url}")
+            print(f"  export MLFLOW_TRACKING_TOKEN={stand_in.token}")
+            print(f"The MLflow UI, through the proxy: {stand_in.proxy_url}/ui")
+            print("  (a browser asks for a user name and password: any name, the token)")
+            print(f"Artifacts are kept in {stand_in.artifact_store_uri} on the local S3.", flush=True)
+            if args.exit_after_workload or not passed:
+                return 0 if passed else 1
+            print("\nRunning; press Ctrl-C to stop.", flush=True)
+            signal.pause()
+    except KeyboardInterrupt:
+        print("\nStopped.")
+    return 0
+
+
+def run_workload_and_report(stand_in: StandIn) -> bool:
+    # Imported here: mlflow takes a few seconds to import, time the processes use to start.
+    from mlflow import MlflowClient
+
+    from local.workload import run_workload
+
+    print("\nWorkload through the proxy (token-authenticated, SigV4-signed by the proxy):")
+    try:
+        run_workload(
+            MlflowClient(tracking_uri=stand_in.proxy_url),
+            say=lambda line: print("  " + line, flush=True),
+        )
+    except Exception:
+        print("\nThe workload FAILED:", file=sys.stderr)
+        traceback.print_exc()
+        for part in stand_in.PARTS:
+            print(
+                f"\n--- last lines of the {part} log ---\n{stand_in.log_tail(part)}",
+                file=sys.stderr,
+            )
+        return False
+    print(f"  STS AssumeRole calls so far: {stand_in.stats()['assume_role_calls']}")
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

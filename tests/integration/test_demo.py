@@ -1,0 +1,94 @@
+"""`python -m local.demo`, as `make demo` runs it."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+from local.stand_in import REPO_ROOT, StandIn
+
+pytestmark = pytest.mark.slow
+
+DEMO_TIMEOUT_SECONDS = 300
+
+
+@contextmanager
+def demo(*args):
+    """The demo as a child process; whatever happens, it is stopped the way Ctrl-C stops it."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.demo", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    # SIGTERM lets the demo stop its own children; a hung demo would otherwise hang the test.
+    watchdog = threading.Timer(DEMO_TIMEOUT_SECONDS, process.send_signal, [signal.SIGTERM])
+    watchdog.start()
+    try:
+        yield process
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+
+def printed_settings(output):
+    uri = re.search(r"^  export MLFLOW_TRACKING_URI=(http://127\.0\.0\.1:\d+)$", output, re.M)
+    token = re.search(r"^  export MLFLOW_TRACKING_TOKEN=(\S+)$", output, re.M)
+    assert uri and token, output
+    return uri.group(1), token.group(1)
+
+
+def listening(port):
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_demo_runs_the_workload_and_prints_the_client_settings():
+    with demo("--mode", "serverless", "--exit-after-workload") as process:
+        output = process.stdout.read()
+        returncode = process.wait()
+
+    assert returncode == 0, output
+    _, token = printed_settings(output)
+    assert token == "demo-token-read-write"
+    assert "with alias 'champion'" in output
+    assert "mlflow-app/" in output
+
+
+def test_demo_stops_every_process_on_ctrl_c():
+    lines = []
+    with demo("--mode", "tracking") as process:
+        for line in process.stdout:
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        assert "press Ctrl-C" in output, output
+        ports = [int(port) for port in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
+        assert len(set(ports)) == len(StandIn.PARTS), output  # S3, mlflow, emulator, proxy
+        assert all(listening(port) for port in set(ports))
+
+        process.send_signal(signal.SIGINT)
+        output += process.stdout.read()
+        returncode = process.wait()
+
+    assert returncode == 0, output
+    assert "Stopped." in output
+    assert not any(listening(port) for port in set(ports))

@@ -1,0 +1,42 @@
+"""The proxy when SageMaker goes away and comes back, and how often it asks STS for credentials."""
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.slow
+
+
+def test_upstream_down_is_502_json_and_the_proxy_recovers(stand_in, client):
+    experiment_id = client.create_experiment("survives an outage")
+    headers = {"Authorization": f"Bearer {stand_in.token}"}
+    get_experiment = (
+        f"{stand_in.proxy_url}/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}"
+    )
+
+    stand_in.kill("emulator")
+    try:
+        response = requests.get(get_experiment, headers=headers, timeout=60)
+        assert response.status_code == 502, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    finally:
+        stand_in.start("emulator")
+
+    # Same port, credentials issued before the outage still valid: the next call just works.
+    assert client.get_experiment(experiment_id).name == "survives an outage"
+
+
+def test_sts_is_called_once_not_per_request(stand_in, client):
+    # A fresh proxy has an empty credentials cache; count the emulator's AssumeRole calls
+    # from here on, whatever the other tests did before.
+    stand_in.kill("proxy")
+    stand_in.start("proxy")
+    calls_before = stand_in.stats()["assume_role_calls"]
+
+    experiment_id = client.create_experiment("counts STS calls")
+    run_id = client.create_run(experiment_id).info.run_id
+    for step in range(50):
+        client.log_metric(run_id, "step metric", float(step), step=step)
+    assert len(client.get_metric_history(run_id, "step metric")) == 50
+
+    assert stand_in.stats()["assume_role_calls"] - calls_before == 1

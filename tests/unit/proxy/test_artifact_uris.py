@@ -1,0 +1,154 @@
+import gzip
+import hashlib
+import json
+import random
+
+import pytest
+import requests
+from werkzeug.wrappers import Response
+
+from mlflow_proxy.artifact_location import parse_store_uri
+from mlflow_proxy.artifact_uris import StreamingReplace, UriMapping, is_json
+from proxy_support import WRITER
+
+STORE = "s3://team-bucket/mlflow/artifacts"
+
+
+def _in_chunks(data: bytes, sizes):
+    chunks, start = [], 0
+    for size in sizes:
+        chunks.append(data[start : start + size])
+        start += size
+    chunks.append(data[start:])
+    return chunks
+
+
+def test_every_split_of_the_stream_gives_the_same_result():
+    replace = StreamingReplace(b"s3://team-bucket/mlflow/artifacts/", b"mlflow-artifacts:/")
+    document = json.dumps(
+        {
+            "runs": [
+                {"artifact_uri": f"{STORE}/1/{n}/artifacts", "note": "s3://team-bucket/mlflow/x"}
+                for n in range(50)
+            ]
+        }
+    ).encode()
+    expected = document.replace(b"s3://team-bucket/mlflow/artifacts/", b"mlflow-artifacts:/")
+    assert expected.count(b"mlflow-artifacts:/1/") == 50
+    for size in range(1, 40):  # a boundary at every offset of the pattern
+        assert b"".join(replace(_in_chunks(document, [size] * (len(document) // size)))) == expected
+    rng = random.Random(6)
+    for _ in range(50):
+        sizes = [rng.randint(0, 70) for _ in range(80)]
+        assert b"".join(replace(_in_chunks(document, sizes))) == expected
+
+
+def test_only_the_held_back_tail_waits_for_the_next_chunk():
+    replace = StreamingReplace(b"abcdef", b"X")
+    pieces = list(replace(iter([b"0123abc", b"def4567", b"ab"])))
+    # After the first chunk, its last len("abcdef") - 1 bytes may still start a match.
+    assert pieces[0] == b"01" and b"".join(pieces) == b"0123X4567ab"
+
+
+def test_a_suffix_of_the_replacement_never_combines_into_a_new_match():
+    replace = StreamingReplace(b"aab", b"a")  # "aab" -> "a": the output could read "aab" again
+    assert b"".join(replace([b"aaa", b"bb"])) == b"aab"
+    assert b"".join(replace([b"aaabb"])) == b"aab"
+
+
+def test_callers_get_mlflow_artifacts_uris_and_sagemaker_gets_s3_back():
+    mapping = UriMapping(parse_store_uri(STORE))
+    from_sagemaker = json.dumps(
+        {
+            "run": {"info": {"artifact_uri": f"{STORE}/3/abc/artifacts"}},
+            "other_prefix": "s3://team-bucket/mlflow/artifactsX/1",
+            "other_bucket": "s3://someone-else/mlflow/artifacts/1",
+            "root_itself": STORE,
+        }
+    ).encode()
+    to_caller = json.loads(b"".join(mapping.to_caller([from_sagemaker])))
+    assert to_caller["run"]["info"]["artifact_uri"] == "mlflow-artifacts:/3/abc/artifacts"
+    assert to_caller["other_prefix"] == "s3://team-bucket/mlflow/artifactsX/1"
+    assert to_caller["other_bucket"] == "s3://someone-else/mlflow/artifacts/1"
+    assert to_caller["root_itself"] == STORE
+
+    from_caller = b'{"source": "mlflow-artifacts:/3/abc/artifacts/model", "x": "s3://b2/p/1"}'
+    upstream = json.loads(b"".join(mapping.to_upstream([from_caller])))
+    assert upstream == {"source": f"{STORE}/3/abc/artifacts/model", "x": "s3://b2/p/1"}
+
+
+def test_a_store_at_the_bucket_root_maps_the_whole_bucket():
+    mapping = UriMapping(parse_store_uri("s3://whole-bucket"))
+    assert b"".join(mapping.to_caller([b'"s3://whole-bucket/0/r/artifacts"'])) == (
+        b'"mlflow-artifacts:/0/r/artifacts"'
+    )
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [("application/json", True), ("application/json; charset=utf-8", True),
+     ("Application/JSON", True), ("text/plain", False), ("application/octet-stream", False),
+     (None, False), ("", False)],
+)
+def test_only_json_bodies_are_rewritten(content_type, expected):
+    assert is_json(content_type) is expected
+
+
+# -- through the proxy: SageMaker's JSON in both directions ------------------------------------
+
+@pytest.fixture
+def mapping_proxy(start_proxy, proxy_env):
+    return start_proxy({**proxy_env, "MLFLOW_PROXY_ARTIFACT_STORE_URI": STORE})
+
+
+def test_run_artifact_uris_reach_the_caller_as_mlflow_artifacts_uris(mapping_proxy, upstream):
+    document = json.dumps(
+        {
+            "run": {"info": {"artifact_uri": f"{STORE}/1/abc/artifacts", "run_name": "x" * 100_000}},
+            "elsewhere": "s3://another-bucket/mlflow/artifacts/1",
+        }
+    )
+    upstream.respond = lambda request: Response(document, content_type="application/json")
+    answer = requests.get(mapping_proxy + "/api/2.0/mlflow/runs/get?run_id=abc", headers=WRITER)
+    assert answer.json()["run"]["info"]["artifact_uri"] == "mlflow-artifacts:/1/abc/artifacts"
+    assert answer.json()["elsewhere"] == "s3://another-bucket/mlflow/artifacts/1"
+    assert len(answer.content) == len(document) - (len(STORE) + 1 - len("mlflow-artifacts:/"))
+    # Asked for plain bytes, so the mapping sees the URIs and not gzip.
+    assert upstream.last.header("Accept-Encoding") == "identity"
+
+
+def test_other_bodies_pass_byte_for_byte(mapping_proxy, upstream):
+    text = f"{STORE}/1/abc/artifacts".encode()
+    upstream.respond = lambda request: Response(text, content_type="text/plain")
+    answer = requests.get(mapping_proxy + "/api/2.0/mlflow/runs/get", headers=WRITER)
+    assert answer.content == text
+    # An upstream that compresses anyway: not ours to decode, it leaves as it came.
+    upstream.respond = lambda request: Response(
+        gzip.compress(text), content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    answer = requests.get(mapping_proxy + "/api/2.0/mlflow/runs/get", headers=WRITER)
+    assert answer.content == text
+
+
+def test_a_model_version_source_goes_to_sagemaker_as_s3_and_is_signed_as_sent(
+    mapping_proxy, upstream
+):
+    body = {"name": "m", "source": "mlflow-artifacts:/1/abc/artifacts/model", "run_id": "abc"}
+    answer = requests.post(
+        mapping_proxy + "/api/2.0/mlflow/model-versions/create", json=body, headers=WRITER
+    )
+    assert answer.status_code == 200
+    sent = upstream.last
+    assert json.loads(sent.body)["source"] == f"{STORE}/1/abc/artifacts/model"
+    # Rewritten before hashing: the hash SageMaker checks is that of the bytes it receives.
+    assert sent.header("X-Amz-Content-SHA256") == hashlib.sha256(sent.body).hexdigest()
+    assert int(sent.header("Content-Length")) == len(sent.body)
+
+
+def test_without_a_store_nothing_is_rewritten(proxy, upstream):
+    document = json.dumps({"artifact_uri": f"{STORE}/1/abc/artifacts"})
+    upstream.respond = lambda request: Response(document, content_type="application/json")
+    answer = requests.get(proxy + "/api/2.0/mlflow/runs/get", headers=WRITER)
+    assert answer.text == document
+    requests.post(proxy + "/api/2.0/mlflow/runs/create", json={"x": "mlflow-artifacts:/1"}, headers=WRITER)
+    assert json.loads(upstream.last.body) == {"x": "mlflow-artifacts:/1"}
