@@ -204,18 +204,29 @@ def test_artifact_bucket_lifecycle(mlflow):
 # --- IAM -----------------------------------------------------------------------------------
 
 
-def test_mlflow_access_role_is_scoped_to_the_one_mlflow_arn(proxy):
+def test_mlflow_access_role_is_scoped_to_the_one_mlflow_arn_and_the_artifact_bucket(proxy):
     role = proxy["Resources"]["MlflowAccessRole"]
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"AWS": {"Fn::GetAtt": ["InstanceRole", "Arn"]}}
     statements = policy_statements(role)
-    assert statements
-    for statement in statements:
+    s3 = [st for st in statements if "s3:" in str(st["Action"])]
+    sagemaker = [st for st in statements if st not in s3]
+    assert s3 and sagemaker
+    for statement in sagemaker:
         assert statement["Resource"] == {"Ref": "MlflowArn"}
-    condition, serverless, tracking = statements[0]["Action"]["Fn::If"]
+    condition, serverless, tracking = sagemaker[0]["Action"]["Fn::If"]
     assert condition == "IsServerless"
     assert sorted(serverless) == ["sagemaker-mlflow:*", "sagemaker:CallMlflowAppApi"]
     assert tracking == ["sagemaker-mlflow:*"]
+    # The artifact API: the one bucket and its objects, no other bucket, no wildcard action.
+    for statement in s3:
+        resource = statement["Resource"]["Fn::Sub"]
+        assert resource in (
+            "arn:${AWS::Partition}:s3:::${ArtifactBucketName}",
+            "arn:${AWS::Partition}:s3:::${ArtifactBucketName}/*",
+        )
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all(action.startswith("s3:") and "*" not in action for action in actions)
 
 
 def test_instance_role_holds_only_what_the_instance_does(proxy):
@@ -288,7 +299,7 @@ def test_user_data_writes_the_proxy_environment_contract(proxy):
     names = {line.split("=")[0] for line in env_file.splitlines() if line}
     assert names == {
         "SM_MLFLOW_RESOURCE_ARN", "SM_MLFLOW_AWS_REGION", "SM_MLFLOW_ROLE_ARN",
-        "MLFLOW_PROXY_TOKENS_SECRET_ARN", "MLFLOW_PROXY_LOG_GROUP",
+        "MLFLOW_PROXY_TOKENS_SECRET_ARN", "MLFLOW_PROXY_LOG_GROUP", "MLFLOW_PROXY_ARTIFACT_STORE_URI",
     }
     assert "MLFLOW_PROXY_AUTH" not in script  # never an open proxy
 
