@@ -77,5 +77,19 @@ test-templates: venv tools
 test-packaging: venv tools
 	$(VENV)/bin/pytest tests/packaging
 
+test-reliability: venv
+	$(VENV)/bin/pytest tests/reliability
+
+# nginx (Debian's package) is the non-signing reverse-proxy reference. policy-rc.d keeps the
+# package from starting a system nginx on port 80: the benchmark runs its own on loopback ports.
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx; \
+	    status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status
+
+bench: venv $(NGINX)
+	$(VENV)/bin/python -m benchmarks
+
 clean:
 	rm -rf .aws-sam build $(VENV) $(PROXY_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV)
