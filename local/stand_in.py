@@ -231,6 +231,9 @@ class StandIn:
                 no_aws_files,
                 AWS_ENDPOINT_URL_S3=self.s3_url,
                 AWS_DEFAULT_REGION=fixed_credentials.REGION,
+                # MLflow 3's background job runner is not part of the REST API we forward; left
+                # on, it keeps both cores busy for 10-20 s after the server answers.
+                MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                 **S3_KEY,
             )
         if part != "proxy":

@@ -1,7 +1,11 @@
 """The proxy when SageMaker goes away and comes back, and how often it asks STS for credentials."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
+
+from local.stand_in import StandIn
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +32,10 @@ def test_upstream_down_is_502_json_and_the_proxy_recovers(stand_in, client):
 
 def test_sts_is_called_once_not_per_request(stand_in, client):
     # A fresh proxy has an empty credentials cache; count the emulator's AssumeRole calls
-    # from here on, whatever the other tests did before.
+    # from its start on (it resolves them at start-up), whatever the other tests did before.
+    calls_before = stand_in.stats()["assume_role_calls"]
     stand_in.kill("proxy")
     stand_in.start("proxy")
-    calls_before = stand_in.stats()["assume_role_calls"]
 
     experiment_id = client.create_experiment("counts STS calls")
     run_id = client.create_run(experiment_id).info.run_id
@@ -40,3 +44,20 @@ def test_sts_is_called_once_not_per_request(stand_in, client):
     assert len(client.get_metric_history(run_id, "step metric")) == 50
 
     assert stand_in.stats()["assume_role_calls"] - calls_before == 1
+
+
+def test_gunicorn_workers_share_the_credentials_resolved_before_they_fork():
+    # The instances run gunicorn.conf.py's worker count; each worker assuming the role on its
+    # own would show here as one AssumeRole call per worker.
+    with StandIn("serverless", assume_role=True, proxy_workers=2) as stand_in:
+        headers = {"Authorization": f"Bearer {stand_in.token}"}
+        url = f"{stand_in.proxy_url}/api/2.0/mlflow/experiments/get?experiment_id=0"
+
+        def ask(_):
+            # A new connection each time, so the requests spread over both workers.
+            return requests.get(url, headers=headers, timeout=60).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(ask, range(40)))
+        assert statuses == [200] * 40
+        assert stand_in.stats()["assume_role_calls"] == 1

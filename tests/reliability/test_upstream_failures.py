@@ -162,11 +162,6 @@ class UpstreamDyingAfterItsHeaders:
                 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the proxy answers gunicorn's 500 HTML page: the upstream status is not sent before "
-    "the first body chunk, so a break before it is still a 502 to make (see the issue 4 report)",
-)
 @pytest.mark.slow
 def test_upstream_dying_before_its_body_gets_502_json():
     with UpstreamDyingAfterItsHeaders() as upstream, TrivialUpstreamStandIn(

@@ -36,6 +36,7 @@ def create_app(
     session = session or botocore.session.get_session()
     tokens = _caller_tokens(config, session)
     credentials = SigningCredentials(session, config.region, config.role_arn)
+    credentials.warm_up()
     upstream = Upstream(config, credentials)
 
     app = Flask(__name__)

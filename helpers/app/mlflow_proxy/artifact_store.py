@@ -9,6 +9,7 @@ artifact_location.safe_path; the keys it touches are under the store's root and 
 
 import logging
 import posixpath
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import IO, Callable, Iterator, Optional
@@ -93,11 +94,11 @@ class ArtifactStore:
         target = self._object(path)
         if content_type:
             target["ContentType"] = content_type
-        first = _read_up_to(stream, PART_BYTES)
-        with _s3_errors(path):
-            if len(first) < PART_BYTES:
+        first, length = _spool_up_to(stream, PART_BYTES)
+        with _s3_errors(path), first:
+            if length < PART_BYTES:
                 self._s3.put_object(Body=first, **target)
-                return len(first)
+                return length
             return self._upload_in_parts(target, first, stream)
 
     def _upload_in_parts(self, target: dict, part: bytes, stream: IO[bytes]) -> int:
@@ -105,16 +106,19 @@ class ArtifactStore:
         object_only = {"Bucket": target["Bucket"], "Key": target["Key"], "UploadId": upload_id}
         try:
             parts, size = [], 0
-            while part:
+            length = PART_BYTES
+            while length:
                 if len(parts) == MAX_PARTS:
                     raise InvalidRequest(
                         f"The artifact is larger than {MAX_PARTS * PART_BYTES} bytes."
                     )
                 number = len(parts) + 1
-                etag = self._s3.upload_part(Body=part, PartNumber=number, **object_only)["ETag"]
+                with part:
+                    etag = self._s3.upload_part(Body=part, PartNumber=number, **object_only)["ETag"]
                 parts.append({"PartNumber": number, "ETag": etag})
-                size += len(part)
-                part = _read_up_to(stream, PART_BYTES)
+                size += length
+                part, length = _spool_up_to(stream, PART_BYTES)
+            part.close()
             self._s3.complete_multipart_upload(
                 MultipartUpload={"Parts": parts}, **object_only
             )
@@ -210,14 +214,18 @@ def _file_path(directory: str, file_name: str) -> str:
     return safe_path(posixpath.join(directory, file_name.replace("\\", "/").rsplit("/", 1)[-1]))
 
 
-def _read_up_to(stream: IO[bytes], size: int) -> bytes:
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = stream.read(min(CHUNK_BYTES, size - len(buffer)))
+def _spool_up_to(stream: IO[bytes], size: int):
+    """Up to `size` bytes of the stream in a temporary file (memory up to 1 MiB), and its length."""
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+    length = 0
+    while length < size:
+        chunk = stream.read(min(CHUNK_BYTES, size - length))
         if not chunk:
             break
-        buffer += chunk
-    return bytes(buffer)
+        spool.write(chunk)
+        length += len(chunk)
+    spool.seek(0)
+    return spool, length
 
 
 class _s3_errors:

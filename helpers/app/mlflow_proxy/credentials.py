@@ -38,6 +38,17 @@ class SigningCredentials:
         self._lock = threading.Lock()
         self._credentials: Optional[Credentials] = None
 
+    def warm_up(self) -> None:
+        """Resolve now if possible; on failure the first request tries again (and logs why).
+
+        Under gunicorn's preload_app this runs once, in the master: the workers it forks inherit
+        the credentials instead of each assuming the role on its first request.
+        """
+        try:
+            self.current()
+        except CredentialsUnavailable:
+            pass
+
     def current(self) -> ReadOnlyCredentials:
         """A consistent (key, secret, token) triple, refreshed by botocore when due."""
         try:

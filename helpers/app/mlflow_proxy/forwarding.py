@@ -139,8 +139,10 @@ class Upstream:
         ):
             rewrite = mapping.to_caller
             dropped = dropped | {"content-length"}  # the mapping changes the length
+        relay = _Relay(upstream, exchange, rewrite)
+        relay.start()
         response = Response(
-            _Relay(upstream, exchange, rewrite),
+            relay,
             status=upstream.status,
             headers=[
                 (name, value)
@@ -234,16 +236,42 @@ class _Relay:
         self._exchange = exchange
         self._rewrite = rewrite
         self._completed = False
+        self._chunks: Iterator[bytes] = iter(())
+        self._first: Optional[bytes] = None
+
+    def start(self) -> None:
+        """Read the first chunk now, while a break can still be answered with MLflow JSON.
+
+        gunicorn sends the status line together with the first chunk of the body: an upstream
+        that breaks off before it would otherwise leave as gunicorn's own HTML 500 page.
+        """
+        self._chunks = self._relayed()
+        try:
+            self._first = next(self._chunks, None)
+        except ReadTimeoutError as error:
+            self.close()
+            raise UpstreamTimeout(f"The MLflow endpoint did not answer in time: {error}") from error
+        except HTTPError as error:
+            self.close()
+            raise UpstreamUnreachable(
+                f"The MLflow endpoint broke off its response: {error}"
+            ) from error
 
     def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            yield self._first
+        yield from self._chunks
+
+    def _relayed(self) -> Iterator[bytes]:
         chunks = self._upstream.stream(CHUNK_BYTES, decode_content=False)
         try:
             for chunk in self._rewrite(chunks) if self._rewrite else chunks:
                 self._exchange.bytes_out += len(chunk)
                 yield chunk
         except HTTPError as error:
-            # The status has gone out already: all we can do is break the connection (the
-            # server does, on this exception) so the client cannot take the body as complete.
+            # Past the first chunk the status has gone out: all we can do is break the
+            # connection (the server does, on this exception) so the client cannot take the body
+            # as complete.
             logger.warning(
                 "Upstream response broke off after %d bytes: %s", self._exchange.bytes_out, error
             )

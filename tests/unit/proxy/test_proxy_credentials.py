@@ -88,9 +88,10 @@ def test_credentials_about_to_expire_are_refreshed(fake_sts, start_proxy, proxy_
     # botocore refreshes when fewer than 10 minutes remain: these are always due.
     fake_sts.lifetime = datetime.timedelta(minutes=5)
     url = start_proxy({**proxy_env, "SM_MLFLOW_ROLE_ARN": ROLE_ARN})
+    assert len(fake_sts.calls) == 1  # resolved at start-up, before gunicorn forks its workers
     for _ in range(3):
         assert requests.get(url + "/api/2.0/mlflow/runs/get", headers=WRITER).status_code == 200
-    assert len(fake_sts.calls) == 3
+    assert len(fake_sts.calls) == 1 + 3
 
 
 def test_sts_refusal_is_503_and_the_next_request_tries_again(
