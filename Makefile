@@ -9,6 +9,7 @@ PROXY_PYTHON ?= python3.12
 # for `sam build` of the Lambda functions.
 export PYENV_VERSION ?= $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.1[123]\.[0-9]+$$' | sort -V | paste -sd: -)
 MODE ?= tracking
+DEMO_ARGS ?=
 
 # aws-sam-cli, checkov and taskcat pin jsonschema/boto3 differently from each other and from
 # mlflow: each gets its own virtualenv (REFERENCE.md, "Tooling on these machines").
@@ -59,8 +60,10 @@ $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
 venv: $(VENV)/.installed $(PROXY_VENV)/.installed
 tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.installed
 
+# make demo MODE=serverless; DEMO_ARGS=--exit-after-workload stops after the workload (exit code
+# non-zero if it failed).
 demo: venv
-	$(VENV)/bin/python -m local.demo --mode $(MODE)
+	$(VENV)/bin/python -m local.demo --mode $(MODE) $(DEMO_ARGS)
 
 test: venv tools
 	$(VENV)/bin/pytest tests
