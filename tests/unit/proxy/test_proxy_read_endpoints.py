@@ -1,7 +1,6 @@
 import re
 from pathlib import Path
 
-
 from mlflow_proxy.read_endpoints import READ_ONLY_POST_PATHS
 
 # A copy of the team's shared list (MLflow 3.17's REST API), so the check runs in every clone.
