@@ -29,9 +29,17 @@ Attributes (Fn::GetAtt): Arn, Name (the app's actual name), MlflowVersion, Endpo
 
 IAM (the function's role; replace <...>; crhelper names its rules <LogicalId of the resource> +
 8 characters, and the function needs its own name, so give it a FunctionName):
-  - Effect: Allow                      # the app itself
-    Action: [sagemaker:CreateMlflowApp, sagemaker:DescribeMlflowApp, sagemaker:UpdateMlflowApp,
-             sagemaker:DeleteMlflowApp, sagemaker:ListTags, sagemaker:AddTags, sagemaker:DeleteTags]
+  - Effect: Allow                      # create only apps tagged as this stack's (tag-on-create
+    Action: [sagemaker:CreateMlflowApp, sagemaker:AddTags]    # needs AddTags)
+    Resource: !Sub arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:mlflow-app/*
+    Condition: {StringEquals: {aws:RequestTag/mlflow-proxy:cloudformation-stack-id: !Ref AWS::StackId}}
+  - Effect: Allow                      # change only this stack's apps (mlflow_apps.Owner's tag)
+    Action: [sagemaker:UpdateMlflowApp, sagemaker:DeleteMlflowApp, sagemaker:AddTags,
+             sagemaker:DeleteTags]
+    Resource: !Sub arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:mlflow-app/*
+    Condition: {StringEquals: {aws:ResourceTag/mlflow-proxy:cloudformation-stack-id: !Ref AWS::StackId}}
+  - Effect: Allow                      # read any app: a retried create finds the one it started
+    Action: [sagemaker:DescribeMlflowApp, sagemaker:ListTags]
     Resource: !Sub arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:mlflow-app/*
   - Effect: Allow                      # finding the app a retried create started; List takes no ARN
     Action: sagemaker:ListMlflowApps

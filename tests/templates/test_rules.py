@@ -3,9 +3,11 @@
 CloudFormation evaluates Rules itself; offline, these tests evaluate them with the few
 functions Rules allow, over the parameter values a user would give."""
 
+import re
+
 import pytest
 
-from conftest import region_resource_types, template_resource_types
+from template_support import region_resource_types, template_resource_types
 
 
 def evaluate(node, values):
@@ -64,6 +66,9 @@ def test_every_assertion_explains_itself(root):
     {**GOOD, "MinInstances": 1, "DesiredInstances": 1, "MaxInstances": 2},
     {**GOOD, "MinInstances": 3, "DesiredInstances": 7, "MaxInstances": 10},
     {**GOOD, "NumberOfAzs": 3},
+    # Anyone may reach the proxy when tokens travel encrypted, or only inside the network.
+    {"AllowedCidr": "0.0.0.0/0", "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f"},
+    {"AllowedCidr": "0.0.0.0/0", "LoadBalancerScheme": "internal", **EXISTING_VPC},
 ])
 def test_good_combinations_pass(root, overrides):
     assert failed_rules(root, **overrides) == []
@@ -79,6 +84,7 @@ def test_good_combinations_pass(root, overrides):
     ({"ExistingPrivateSubnetIds": "subnet-0123456789abcdef0"}, "us-east-1", "SubnetsNeedTheirVpc"),
     ({"NumberOfAzs": 3}, "us-west-1", "ThreeAzsNeedARegionWithThree"),
     ({"MlflowType": "tracking"}, "ap-southeast-6", "TrackingServerRegion"),
+    ({"AllowedCidr": "0.0.0.0/0"}, "us-east-1", "NoClearTextTokensFromTheInternet"),
 ])
 def test_bad_combinations_are_rejected(root, overrides, region, rule):
     assert failed_rules(root, region=region, **{**GOOD, **overrides}) == [rule]
@@ -108,3 +114,28 @@ def test_domain_rule_names_every_region_without_domains(root, templates):
     assert failed_rules(root, region=region, **GOOD, MlflowType="serverless") == ["DomainRegion"]
     assert failed_rules(root, region=region, **GOOD, MlflowType="serverless",
                         ExistingDomainId="d-abcdef123456") == []
+
+
+def test_clear_text_rule_tells_the_user_the_three_ways_out(root):
+    (assertion,) = root["Rules"]["NoClearTextTokensFromTheInternet"]["Assertions"]
+    for way_out in ("CertificateArn", "AllowedCidr", "internal"):
+        assert way_out in assertion["AssertDescription"]
+
+
+@pytest.mark.parametrize("instance_type", [
+    "t3.small", "t3a.medium", "t2.micro", "m5.large", "m5zn.large", "m7i-flex.large", "m7a.xlarge",
+    "c6in.xlarge", "c7i.large", "r6i.large", "r7iz.large", "m4.large",
+])
+def test_x86_instance_types_are_accepted(root, instance_type):
+    assert re.fullmatch(root["Parameters"]["InstanceType"]["AllowedPattern"], instance_type)
+
+
+@pytest.mark.parametrize("instance_type", [
+    "t4g.small", "m6g.large", "m6gd.large", "m7g.large", "m8g.large", "c6gn.large", "c7g.large",
+    "c7gn.xlarge", "r6g.large", "r8g.large", "a1.large", "x2gd.large", "t3.small ", "T3.small",
+])
+def test_arm64_instance_types_are_rejected(root, instance_type):
+    # The AMI is Ubuntu's amd64 image: a Graviton instance could not boot it.
+    parameter = root["Parameters"]["InstanceType"]
+    assert not re.fullmatch(parameter["AllowedPattern"], instance_type)
+    assert "x86_64" in parameter["ConstraintDescription"]

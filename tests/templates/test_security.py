@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, TEMPLATE_FILES, resources_of_type
+from template_support import ROOT, TEMPLATE_FILES, resources_of_type
 
 
 def walk(node):
@@ -122,8 +122,22 @@ def test_load_balancer_admits_only_the_allowed_cidr(proxy):
     ingress = [r for g, d, r in security_group_rules(proxy) if d == "ingress" and g == "LoadBalancerSecurityGroup"]
     assert sorted(r["FromPort"] for r in ingress) == [80, 443]
     assert all(r["CidrIp"] == {"Ref": "AllowedCidr"} for r in ingress)
+
+
+LOOPBACK_PLACEHOLDER = {"IpProtocol": "-1", "CidrIp": "127.0.0.1/32"}
+
+
+def test_load_balancer_egress_is_only_the_proxy_port_on_the_instances(proxy):
+    # A group with no inline egress rule keeps EC2's allow-all egress, whatever separate
+    # SecurityGroupEgress resources add to it.
+    inline = proxy["Resources"]["LoadBalancerSecurityGroup"]["Properties"].get("SecurityGroupEgress")
+    assert inline, "no inline egress: the load balancer keeps the default allow-all egress"
     egress = [r for g, d, r in security_group_rules(proxy) if d == "egress" and g == "LoadBalancerSecurityGroup"]
-    assert egress == [r for r in egress if r.get("DestinationSecurityGroupId") == {"Ref": "InstanceSecurityGroup"}]
+    to_instances = [r for r in egress if r.get("DestinationSecurityGroupId") == {"Ref": "InstanceSecurityGroup"}]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in to_instances] == [("tcp", 5000, 5000)]
+    placeholders = [r for r in egress if r not in to_instances]
+    assert [{k: str(r[k]) for k in LOOPBACK_PLACEHOLDER} for r in placeholders] == [LOOPBACK_PLACEHOLDER]
+    assert not {"FromPort", "ToPort", "DestinationSecurityGroupId"} & set(placeholders[0])
 
 
 # --- load balancer -------------------------------------------------------------------------
@@ -133,6 +147,14 @@ def test_load_balancer_drops_invalid_header_fields(proxy):
     (balancer,) = resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
     attributes = {a["Key"]: a["Value"] for a in balancer["Properties"]["LoadBalancerAttributes"] if "Key" in a}
     assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+
+
+def test_load_balancer_outwaits_the_proxys_upstream_read_timeout(proxy):
+    (balancer,) = resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    attributes = {a["Key"]: a["Value"] for a in balancer["Properties"]["LoadBalancerAttributes"] if "Key" in a}
+    config = (ROOT / "helpers/app/mlflow_proxy/config.py").read_text()
+    read_timeout = float(re.search(r'"MLFLOW_PROXY_READ_TIMEOUT_SECONDS", ([\d.]+)', config).group(1))
+    assert int(attributes["idle_timeout.timeout_seconds"]) > read_timeout
 
 
 def test_https_listener_uses_the_tls13_policy(proxy):
@@ -229,6 +251,53 @@ def test_mlflow_access_role_is_scoped_to_the_one_mlflow_arn_and_the_artifact_buc
         assert all(action.startswith("s3:") and "*" not in action for action in actions)
 
 
+def test_domain_execution_role_gets_the_artifact_bucket_and_only_it(root, mlflow, domain):
+    # Studio users log artifacts straight to S3 as the domain's execution role.
+    grant = mlflow["Resources"]["DomainUsersArtifactAccess"]
+    assert grant["Type"] == "AWS::IAM::RolePolicy"
+    assert grant["Condition"] == "HasDomainExecutionRole"
+    assert grant["Properties"]["RoleName"] == {"Ref": "DomainExecutionRoleName"}
+    granted = {a: s["Resource"] for s in policy_statements(grant) for a in as_list(s["Action"])}
+    assert granted == {
+        "s3:ListBucket": {"Fn::GetAtt": ["ArtifactBucket", "Arn"]},
+        "s3:GetObject": {"Fn::Sub": "${ArtifactBucket.Arn}/*"},
+        "s3:PutObject": {"Fn::Sub": "${ArtifactBucket.Arn}/*"},
+        "s3:DeleteObject": {"Fn::Sub": "${ArtifactBucket.Arn}/*"},
+        "s3:AbortMultipartUpload": {"Fn::Sub": "${ArtifactBucket.Arn}/*"},
+    }
+    # The root passes the role of the domain it created, and nothing for an existing domain.
+    passed = root["Resources"]["Mlflow"]["Properties"]["Parameters"]["DomainExecutionRoleName"]
+    assert passed == {"Fn::If": ["CreateDomain", {"Fn::GetAtt": ["Domain", "Outputs.ExecutionRoleName"]}, ""]}
+    assert domain["Outputs"]["ExecutionRoleName"]["Value"] == {"Ref": "ExecutionRole"}
+    assert mlflow["Conditions"]["HasDomainExecutionRole"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DomainExecutionRoleName"}, ""]}]}
+
+
+def test_mlflow_app_function_may_change_only_its_own_stacks_apps(mlflow):
+    from mlflow_app_resource.mlflow_apps import Owner
+
+    statements = policy_statements(mlflow["Resources"]["MlflowAppFunctionRole"])
+    on_apps = [s for s in statements if "mlflow-app/*" in str(s["Resource"])]
+    this_stack = {"StringEquals": {f"aws:ResourceTag/{Owner.STACK_ID_TAG}": {"Ref": "AWS::StackId"}}}
+    tagged_on_create = {"StringEquals": {f"aws:RequestTag/{Owner.STACK_ID_TAG}": {"Ref": "AWS::StackId"}}}
+    for statement in on_apps:
+        actions = set(as_list(statement["Action"]))
+        if actions & {"sagemaker:UpdateMlflowApp", "sagemaker:DeleteMlflowApp", "sagemaker:DeleteTags"}:
+            assert statement.get("Condition") == this_stack, statement
+        elif "sagemaker:CreateMlflowApp" in actions:
+            assert statement.get("Condition") == tagged_on_create, statement
+        elif "sagemaker:AddTags" in actions:
+            assert statement.get("Condition") == this_stack, statement
+        else:
+            assert actions <= {"sagemaker:DescribeMlflowApp", "sagemaker:ListTags"}, statement
+    # AddTags without a condition would let the function tag any app as its own.
+    unconditioned = {a for s in on_apps if "Condition" not in s for a in as_list(s["Action"])}
+    assert unconditioned == {"sagemaker:DescribeMlflowApp", "sagemaker:ListTags"}
+    granted = {a for s in on_apps for a in as_list(s["Action"])}
+    assert {"sagemaker:CreateMlflowApp", "sagemaker:UpdateMlflowApp", "sagemaker:DeleteMlflowApp",
+            "sagemaker:AddTags", "sagemaker:DeleteTags"} <= granted
+
+
 def test_instance_role_holds_only_what_the_instance_does(proxy):
     statements = policy_statements(proxy["Resources"]["InstanceRole"])
     statements += policy_statements(proxy["Resources"]["InstanceMayAssumeMlflowAccessRole"])
@@ -322,6 +391,16 @@ def test_user_data_signals_the_group_that_waits_for_it(proxy):
     assert rolling["WaitOnResourceSignals"] is True
     assert rolling["MinInstancesInService"] == {"Ref": "MinInstances"}
     assert "trap 'signal_cloudformation FAILURE' ERR" in script
+    # The group waits as long on creation as on a rolling update, and long enough for the
+    # worst boot: every dpkg lock wait (user data and bootstrap.sh) plus the health wait.
+    timeout = group["CreationPolicy"]["ResourceSignal"]["Timeout"]
+    assert rolling["PauseTime"] == timeout
+    bootstrap = (ROOT / "helpers/bootstrap.sh").read_text()
+    lock_waits = [int(s) for s in re.findall(r"DPkg::Lock::Timeout=(\d+)", script + bootstrap)]
+    health_wait = int(re.search(r"HEALTH_TIMEOUT_SECONDS:-(\d+)", bootstrap).group(1))
+    assert len(lock_waits) >= 3
+    minutes = int(re.fullmatch(r"PT(\d+)M", timeout).group(1))
+    assert minutes * 60 >= sum(lock_waits) + health_wait + 5 * 60, "no room left for downloads and start-up"
 
 
 def test_fleet_scales_on_requests_per_target_in_private_subnets(proxy):
@@ -337,7 +416,28 @@ def test_domain_is_vpc_only_with_iam_auth_and_cleaned_up_after(domain):
     props = domain["Resources"]["Domain"]["Properties"]
     assert props["AppNetworkAccessType"] == "VpcOnly"
     assert props["AuthMode"] == "IAM"
-    assert domain["Resources"]["Domain"]["DependsOn"] == "DomainCleanup"
+    # A Ref makes the domain depend on the clean-up (so it is deleted first) when there is one.
+    assert domain["Resources"]["Domain"]["Metadata"]["CleanedUpAfterBy"] == {
+        "Fn::If": ["RemovesLeftovers", {"Ref": "DomainCleanup"}, {"Ref": "AWS::NoValue"}]}
+
+
+CLEANUP = ["DomainCleanupLogGroup", "DomainCleanupFunctionRole", "DomainCleanupFunction", "DomainCleanup"]
+
+
+def test_domain_cleanup_exists_only_in_a_vpc_this_stack_created(root, domain):
+    # The clean-up deletes the home EFS of every deleted domain in the VPC: in a shared VPC
+    # that could be another team's retained home EFS.
+    for logical_id in CLEANUP:
+        assert domain["Resources"][logical_id].get("Condition") == "RemovesLeftovers", logical_id
+    assert domain["Conditions"]["RemovesLeftovers"] == {"Fn::Equals": [{"Ref": "RemoveLeftoversInVpc"}, "true"]}
+    passed = root["Resources"]["Domain"]["Properties"]["Parameters"]["RemoveLeftoversInVpc"]
+    assert passed == {"Fn::If": ["CreateVpc", "true", "false"]}
+    assert root["Conditions"]["CreateVpc"] == {"Fn::Equals": [{"Ref": "ExistingVpcId"}, ""]}
+    # Nothing unconditional names the clean-up (a dangling Ref or DependsOn fails the stack).
+    for logical_id, resource in domain["Resources"].items():
+        if resource.get("Condition") != "RemovesLeftovers":
+            assert not set(as_list(resource.get("DependsOn", []))) & set(CLEANUP), logical_id
+            assert "DomainCleanup" not in str(resource.get("Properties", {})), logical_id
 
 
 def test_vpc_has_flow_logs_with_retention(networking):

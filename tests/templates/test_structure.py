@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from conftest import MODES, ROOT, TEMPLATE_FILES, resources_of_type
+from template_support import MODES, ROOT, TEMPLATE_FILES, resources_of_type
 
 
 def test_nested_stacks_point_at_the_nested_templates(root):

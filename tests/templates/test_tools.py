@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import (
+from template_support import (
     MODES,
     ROOT,
     TEMPLATE_FILES,
