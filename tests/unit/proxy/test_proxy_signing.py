@@ -75,6 +75,14 @@ def test_request_is_signed_for_the_tracking_server(proxy, upstream):
     assert upstream.last.header("X-Amz-Content-SHA256") == hashlib.sha256(b'{"a": 1}').hexdigest()
 
 
+def test_an_endpoint_url_with_a_path_is_sent_and_signed_with_it(start_proxy, proxy_env, upstream):
+    url = start_proxy({**proxy_env, "SM_MLFLOW_ENDPOINT_URL": upstream.url + "/base"})
+    response = requests.get(url + "/api/2.0/mlflow/experiments/get?experiment_id=1", headers=WRITER)
+    assert response.status_code == 200
+    assert upstream.last.raw_uri == "/base/api/2.0/mlflow/experiments/get?experiment_id=1"
+    _check_signature(upstream.last, upstream.url)
+
+
 def test_request_is_signed_for_the_mlflow_app(start_proxy, proxy_env, upstream):
     url = start_proxy({**proxy_env, "SM_MLFLOW_RESOURCE_ARN": APP_ARN})
     requests.get(url + "/api/2.0/mlflow/experiments/get?experiment_id=1", headers=WRITER)
