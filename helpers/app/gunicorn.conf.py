@@ -10,7 +10,10 @@ worker_class = "gthread"
 # much as the 2*cores+1 of sync workers' rule of thumb, with 3 fewer processes (~40 MiB each) and
 # 3 fewer credential caches (one AssumeRole each).
 workers = multiprocessing.cpu_count()
-threads = 8
+# A thread is held for the whole of a download or upload, and the ALB's /health check needs a
+# free one: 8 threads measured as fast as 16 on small calls (benchmarks/RESULTS.md), so the
+# headroom costs only idle threads' stacks and keeps a few large transfers from starving health.
+threads = 32
 
 # Build the app once in the master: a bad configuration then stops gunicorn with its message
 # and a non-zero exit, instead of workers that fail and are restarted in a loop.
@@ -20,8 +23,9 @@ preload_app = True
 # upstream may think for a while (MLFLOW_PROXY_READ_TIMEOUT_SECONDS defaults to 300).
 timeout = 330
 graceful_timeout = 30
-# Longer than the ALB's idle timeout (60 s), so the ALB, not us, closes idle connections.
-keepalive = 75
+# Longer than the ALB's idle timeout (330 s, nested/proxy.yaml: above the upstream read timeout),
+# so the ALB, not us, closes idle connections; idle keep-alive connections hold no thread.
+keepalive = 340
 
 # MLflow's GET calls can carry long query strings (batchGet of many trace ids): allow the
 # longest request line gunicorn accepts, not its 4094-byte default.

@@ -39,7 +39,7 @@ def create_app(
     credentials.warm_up()
     upstream = Upstream(config, credentials)
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: we serve no files
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # forward the path as it came, don't redirect it
     # The ALB is the one proxy in front of us: trust its X-Forwarded-For, nothing further back.

@@ -48,6 +48,7 @@ IN_MEMORY_BODY_BYTES = 1024 * 1024
 _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 # Response headers gunicorn writes itself; passing SageMaker's too would send them twice.
 _SET_BY_OUR_SERVER = frozenset({"date", "server"})
+_METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
 def _is_ours_to_replace(name: str) -> bool:
@@ -55,11 +56,13 @@ def _is_ours_to_replace(name: str) -> bool:
 
     Authorization is the caller's token; Host, Content-Length and the x-amz-* headers belong to
     the signed request we build; the routing header is set from configuration, never by the
-    caller; X-Forwarded-* describe the hop to us, not the one to SageMaker.
+    caller; X-Forwarded-* describe the hop to us, not the one to SageMaker. Method overrides
+    would let a read-only caller's GET act as a write wherever a server honours them.
     """
     name = name.lower()
     return (
         name in ("authorization", "host", "content-length", "expect", "forwarded")
+        or name in _METHOD_OVERRIDES
         or name in signing.ROUTING_HEADERS.values()
         or name.startswith(("x-amz-", "x-forwarded-"))
     )

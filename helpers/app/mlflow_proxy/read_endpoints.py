@@ -5,7 +5,7 @@ RPC is a search, get, batchGet, query or calculate (not `getOrCreateUserQueue`, 
 plus `createPresignedDownloadUrl`, which only hands out a download link. MLflow's protos spell one
 path without its slash (`/api/2.0mlflow/experiments/search-datasets`); the server serves it as
 below. Each path is also served under /ajax-api/; callers.py maps that prefix onto /api/.
-tests/unit/proxy/test_read_endpoints.py re-derives this set from the list when it is present.
+tests/unit/proxy/test_proxy_read_endpoints.py re-derives this set from a copy of the list.
 """
 
 READ_ONLY_POST_PATHS = frozenset(

@@ -123,6 +123,21 @@ def test_hop_by_hop_authorization_and_host_are_not_forwarded(proxy, upstream):
     assert sent.header("Host") == urlsplit(upstream.url).netloc
 
 
+def test_method_override_headers_are_not_forwarded(proxy, upstream):
+    # A read-only caller's GET must not turn into a write wherever an override is honoured.
+    override = {
+        "X-HTTP-Method-Override": "DELETE",
+        "X-HTTP-Method": "DELETE",
+        "X-Method-Override": "DELETE",
+    }
+    response = requests.get(
+        proxy + "/api/2.0/mlflow/runs/get?run_id=1", headers={**WRITER, **override}
+    )
+    assert response.status_code == 200
+    names = {name.lower() for name, _ in upstream.last.headers}
+    assert not names & {name.lower() for name in override}
+
+
 def test_routing_header_from_configuration_overrides_the_callers(proxy, upstream):
     response = requests.get(
         proxy + "/api/2.0/mlflow/runs/get",
