@@ -203,3 +203,23 @@ def test_ui_redirects_an_authenticated_caller_and_refuses_an_anonymous_one(stand
     # The presigned URL opens the MLflow UI (here the local server's; on AWS, SageMaker's).
     page = requests.get(location)
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_params_and_tags_holding_artifact_uris_read_back_as_logged(
+    stand_in, client, experiment_id
+):
+    store_uri = stand_in.artifact_store_uri + "/raw/data.csv"
+    run = client.create_run(experiment_id)
+    client.log_param(run.info.run_id, "input", store_uri)
+    client.set_tag(run.info.run_id, "copied_from", "mlflow-artifacts:/raw/data.csv")
+
+    read_back = client.get_run(run.info.run_id)
+    assert read_back.data.params["input"] == store_uri
+    assert read_back.data.tags["copied_from"] == "mlflow-artifacts:/raw/data.csv"
+    # The run's own artifact URI is still mapped, and SageMaker holds what was logged.
+    assert read_back.info.artifact_uri.startswith("mlflow-artifacts:/")
+    upstream = _upstream_run(stand_in, run.info.run_id)
+    assert upstream["info"]["artifact_uri"].startswith(stand_in.artifact_store_uri + "/")
+    assert {p["key"]: p["value"] for p in upstream["data"]["params"]} == {"input": store_uri}
+    tags = {t["key"]: t["value"] for t in upstream["data"]["tags"]}
+    assert tags["copied_from"] == "mlflow-artifacts:/raw/data.csv"

@@ -92,6 +92,7 @@ def create_app(
         store = ArtifactStore(
             config.artifact_location,
             lambda: credentials.create_client("s3", config=S3_CLIENT_CONFIG),
+            max_upload_bytes=config.max_artifact_bytes,
         )
         register_artifact_routes(app, store, authorize)
     register_ui_route(

@@ -18,8 +18,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlflow_proxy.artifact_location import ArtifactLocation, safe_path
+from mlflow_proxy.config import DEFAULT_MAX_ARTIFACT_BYTES
 from mlflow_proxy.errors import (
     AwsRefused,
+    BodyTooLarge,
     InvalidRequest,
     ResourceNotFound,
     UpstreamUnreachable,
@@ -31,7 +33,9 @@ CHUNK_BYTES = 64 * 1024
 # S3 wants parts of at least 5 MiB (all but the last); 8 MiB bounds memory per upload.
 PART_BYTES = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit
-PRESIGNED_URL_SECONDS = 3600
+# A presigned URL dies with the credentials that signed it. The role's credentials are refreshed
+# when 15 minutes are left (botocore's advisory refresh), so 15 minutes is what they guarantee.
+PRESIGNED_URL_SECONDS = 15 * 60
 # SigV4 for every call and presigned URL: SSE-KMS objects refuse anything else. Checksums only
 # where S3 requires them: a presigned part URL must not demand one the caller cannot compute.
 S3_CLIENT_CONFIG = Config(
@@ -47,14 +51,19 @@ _BAD_MULTIPART = {"NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooS
 class Download:
     chunks: Iterator[bytes]
     length: int
-    content_type: str
     # Also for a response whose body is never iterated (HEAD): the connection goes back.
     close: Callable[[], None]
 
 
 class ArtifactStore:
-    def __init__(self, location: ArtifactLocation, create_client: Callable[[], object]):
+    def __init__(
+        self,
+        location: ArtifactLocation,
+        create_client: Callable[[], object],
+        max_upload_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
+    ):
         self.location = location
+        self.max_upload_bytes = max_upload_bytes
         self._create_client = create_client
         self._client = None
         self._lock = threading.Lock()
@@ -85,15 +94,18 @@ class ArtifactStore:
         return Download(
             chunks(),
             response["ContentLength"],
-            response.get("ContentType") or "application/octet-stream",
             body.close,
         )
 
     def upload(self, path: str, stream: IO[bytes], content_type: Optional[str] = None) -> int:
-        """Store the stream at `path`; returns the number of bytes stored."""
+        """Store the stream at `path`; returns the number of bytes stored.
+
+        Raises BodyTooLarge, leaving nothing stored, once the stream passes max_upload_bytes.
+        """
         target = self._object(path)
         if content_type:
             target["ContentType"] = content_type
+        stream = _Capped(stream, self.max_upload_bytes)
         first, length = _spool_up_to(stream, PART_BYTES)
         with _s3_errors(path), first:
             if length < PART_BYTES:
@@ -209,6 +221,13 @@ class ArtifactStore:
             self._s3.abort_multipart_upload(UploadId=upload_id, **self._object(path))
 
 
+def too_large(limit: int) -> str:
+    return (
+        f"The artifact is larger than {limit} bytes, the proxy's limit "
+        "(MLFLOW_PROXY_MAX_ARTIFACT_BYTES)."
+    )
+
+
 def _file_path(directory: str, file_name: str) -> str:
     # MLflow's client sends the local file's full path; only its name lands in the store.
     return safe_path(posixpath.join(directory, file_name.replace("\\", "/").rsplit("/", 1)[-1]))
@@ -226,6 +245,22 @@ def _spool_up_to(stream: IO[bytes], size: int):
         length += len(chunk)
     spool.seek(0)
     return spool, length
+
+
+class _Capped:
+    """A stream that raises BodyTooLarge as soon as more than `limit` bytes are read from it."""
+
+    def __init__(self, stream: IO[bytes], limit: int):
+        self._stream = stream
+        self._limit = limit
+        self._read = 0
+
+    def read(self, size: int) -> bytes:
+        chunk = self._stream.read(size)
+        self._read += len(chunk)
+        if self._read > self._limit:
+            raise BodyTooLarge(too_large(self._limit))
+        return chunk
 
 
 class _s3_errors:

@@ -5,21 +5,49 @@ _download_artifact, _upload_artifact, _list_artifacts_mlflow_artifacts,
 _delete_artifact_mlflow_artifacts, _create/_complete/_abort_multipart_upload_artifact), so the
 stock client's HttpArtifactRepository talks to the proxy as it would to `mlflow server
 --serve-artifacts`. Each view authorises the caller first (a read-only token may only GET).
+
+Downloads are served as MLflow's server serves them (_response_with_file_attachment_headers):
+as an attachment, typed from the file's name and never from what the uploader sent, with
+nosniff. /ui makes browsers hold the proxy's Basic credentials, so an artifact rendered on the
+proxy's origin could call the API as whoever opened it: only types a browser runs no script in
+keep their type, everything else is application/octet-stream, and the Content-Security-Policy
+sandbox stops scripts should a browser render the body anyway.
 """
 
 import json
+import mimetypes
+import posixpath
+import unicodedata
 from typing import Callable
+from urllib.parse import quote
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.http import quote_header_value
 from werkzeug.routing import PathConverter
 
 from mlflow_proxy.artifact_location import safe_path
-from mlflow_proxy.artifact_store import ArtifactStore
-from mlflow_proxy.errors import EndpointNotFound, InvalidRequest
+from mlflow_proxy.artifact_store import MAX_PARTS, ArtifactStore, too_large
+from mlflow_proxy.errors import BodyTooLarge, EndpointNotFound, InvalidRequest
 
 ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
-# The multipart requests are small JSON documents; complete carries one entry per part.
-MAX_JSON_BYTES = 16 * 1024 * 1024
+# The multipart requests are small JSON documents: complete carries one entry per part, about
+# 60 bytes each for MAX_PARTS parts.
+MAX_JSON_BYTES = 1024 * 1024
+# MLflow's text extensions (mlflow/utils/mime_type_utils.py), served as text/plain as it does.
+_TEXT_EXTENSIONS = frozenset(
+    "txt log err cfg conf cnf cf ini properties prop hocon toml yaml yml xml json js py py3 "
+    "csv tsv md rst ipynb".split()
+)
+_TEXT_FILE_NAMES = frozenset({"MLmodel", "MLproject"})
+# Types no browser runs scripts in; anything else (text/html, image/svg+xml, ...) is served as
+# application/octet-stream.
+_DISPLAYABLE_TYPES = frozenset(
+    {"text/plain", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+)
+_DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox",
+}
 
 
 class _AnyPath(PathConverter):
@@ -48,10 +76,15 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
                 exchange.bytes_out += len(chunk)
                 yield chunk
 
+        file_name = posixpath.basename(artifact_path)
         response = Response(
             counted(),
-            content_type=found.content_type,
-            headers={"Content-Length": str(found.length)},
+            content_type=download_type(file_name),
+            headers={
+                "Content-Length": str(found.length),
+                "Content-Disposition": attachment(file_name),
+                **_DOWNLOAD_HEADERS,
+            },
             direct_passthrough=True,
         )
         response.call_on_close(found.close)
@@ -60,6 +93,8 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
     def upload(artifact_path):
         authorize()
         path = safe_path(artifact_path)
+        if (request.content_length or 0) > store.max_upload_bytes:
+            raise BodyTooLarge(too_large(store.max_upload_bytes))
         g.exchange.bytes_in = store.upload(path, request.stream, request.content_type)
         return jsonify({})
 
@@ -114,7 +149,11 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
             ("/mpu/create/<artifact_path:artifact_path>", create_multipart, ["POST"]),
             ("/mpu/complete/<artifact_path:artifact_path>", complete_multipart, ["POST"]),
             ("/mpu/abort/<artifact_path:artifact_path>", abort_multipart, ["POST"]),
-            ("/<artifact_path:rest>", not_served, ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+            (
+                "/<artifact_path:rest>",
+                not_served,
+                ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            ),
         ]
         for rule, view, methods in routes:
             app.add_url_rule(
@@ -122,13 +161,40 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
                 endpoint=f"artifacts {view.__name__} {prefix}",
                 view_func=view,
                 methods=methods,
+                # Flask would answer OPTIONS itself, before any token is checked.
+                provide_automatic_options=False,
             )
 
 
+def download_type(file_name: str) -> str:
+    """The Content-Type of a download: MLflow's guess from the name, if displayable."""
+    extension = posixpath.splitext(file_name)[1].lstrip(".")
+    if extension in _TEXT_EXTENSIONS or file_name in _TEXT_FILE_NAMES:
+        return "text/plain"
+    guessed, _ = mimetypes.guess_type(file_name)
+    return guessed if guessed in _DISPLAYABLE_TYPES else "application/octet-stream"
+
+
+def attachment(file_name: str) -> str:
+    """RFC 6266 Content-Disposition for `file_name`, as MLflow's _content_disposition_attachment."""
+    try:
+        file_name.encode("ascii")
+    except UnicodeEncodeError:
+        fallback = (
+            unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode("ascii")
+            or "download"
+        )
+        encoded = quote(file_name, safe="!#$&+-.^_`|~")
+        return f"attachment; filename={quote_header_value(fallback)}; filename*=UTF-8''{encoded}"
+    return f"attachment; filename={quote_header_value(file_name)}"
+
+
 def _json_body() -> dict:
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise BodyTooLarge(f"The request body is larger than {MAX_JSON_BYTES} bytes.")
     data = request.stream.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
-        raise InvalidRequest(f"The request body is larger than {MAX_JSON_BYTES} bytes.")
+        raise BodyTooLarge(f"The request body is larger than {MAX_JSON_BYTES} bytes.")
     try:
         body = json.loads(data or b"{}")
     except ValueError:
@@ -160,6 +226,8 @@ def _parts(body: dict) -> list[tuple[int, str]]:
     parts = body.get("parts")
     if not isinstance(parts, list) or not parts:
         raise InvalidRequest("Missing value for required parameter 'parts'.")
+    if len(parts) > MAX_PARTS:
+        raise InvalidRequest(f"'parts' has {len(parts)} entries; S3 allows at most {MAX_PARTS}.")
     if not all(isinstance(part, dict) for part in parts):
         raise InvalidRequest("Each of 'parts' must be an object with part_number and etag.")
     return [(_integer(part, "part_number"), _string(part, "etag")) for part in parts]

@@ -11,6 +11,7 @@
 | `MLFLOW_PROXY_TOKENS_REFRESH_SECONDS` | `300` | how often the secret is re-read (rotation needs no restart) |
 | `MLFLOW_PROXY_AUTH` | `token` | `none` = open proxy, no caller authentication (explicit opt-in) |
 | `MLFLOW_PROXY_MAX_BODY_BYTES` | `104857600` (100 MiB) | largest request body accepted; larger gets 413 |
+| `MLFLOW_PROXY_MAX_ARTIFACT_BYTES` | `5368709120` (5 GiB) | largest artifact uploaded through the proxy (PUT); larger gets 413 and nothing is stored |
 | `MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS` | `10` | upstream connect timeout; exceeded gets 504 |
 | `MLFLOW_PROXY_READ_TIMEOUT_SECONDS` | `300` | upstream wait between bytes; exceeded before the response starts gets 504 |
 | `MLFLOW_PROXY_ARTIFACT_STORE_URI` | (unset: artifact calls are forwarded) | the MLflow artifact store's `s3://bucket/prefix`; set, the proxy serves artifacts from it with its role and callers see `mlflow-artifacts:/` URIs |
@@ -36,6 +37,8 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _SECRET_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z]{2}(-[a-z]+)+-\d+):\d{12}:secret:.+$"
 )
+DEFAULT_MAX_ARTIFACT_BYTES = 5 * 1024**3
+
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
@@ -58,6 +61,7 @@ class Config:
     connect_timeout_seconds: float
     read_timeout_seconds: float
     artifact_location: Optional[ArtifactLocation] = None  # None: artifact calls are forwarded
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
 
     @property
     def tokens_secret_region(self) -> str:
@@ -165,6 +169,9 @@ def load_config(environ: Mapping[str, str]) -> Config:
         ),
         read_timeout_seconds=_positive(environ, "MLFLOW_PROXY_READ_TIMEOUT_SECONDS", 300.0, float),
         artifact_location=artifact_location,
+        max_artifact_bytes=_positive(
+            environ, "MLFLOW_PROXY_MAX_ARTIFACT_BYTES", DEFAULT_MAX_ARTIFACT_BYTES, int
+        ),
     )
 
 

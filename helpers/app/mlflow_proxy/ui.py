@@ -61,7 +61,8 @@ class PresignedUi:
 def register_ui_route(app: Flask, ui: PresignedUi, authenticate: Callable[[], object]) -> None:
     """`authenticate()` returns the caller (with .name, .read_only) or raises Unauthenticated."""
 
-    @app.get("/ui")
+    # No automatic OPTIONS: Flask would answer it before any token is checked.
+    @app.get("/ui", provide_automatic_options=False)
     def open_ui():
         caller = authenticate()
         if caller.read_only:

@@ -3,14 +3,16 @@
 import hashlib
 import io
 import os
+from urllib.parse import parse_qs, urlsplit
 
+import botocore.credentials
 import pytest
 import requests
 
 from mlflow_proxy import artifact_store
 from mlflow_proxy.artifact_location import ArtifactLocation
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
-from mlflow_proxy.errors import AwsRefused, InvalidRequest, ResourceNotFound
+from mlflow_proxy.errors import AwsRefused, BodyTooLarge, InvalidRequest, ResourceNotFound
 from proxy_support import all_keys, s3_client
 
 @pytest.fixture
@@ -150,3 +152,28 @@ def test_a_multipart_file_name_cannot_leave_the_directory(store, file_name):
 def test_the_number_of_parts_is_bounded_by_s3s_limits(store, num_parts):
     with pytest.raises(InvalidRequest, match="num_parts"):
         store.create_multipart("1/r/artifacts", "big.bin", num_parts)
+
+
+@pytest.mark.parametrize("size", [101, 2 * artifact_store.PART_BYTES])
+def test_an_upload_past_the_limit_is_refused_and_leaves_nothing(s3_endpoint, s3, bucket, size):
+    limit = 100 if size == 101 else artifact_store.PART_BYTES + 1  # within one part, or past it
+    capped = ArtifactStore(
+        ArtifactLocation(bucket, "mlflow/root"),
+        lambda: s3_client(s3_endpoint, S3_CLIENT_CONFIG),
+        max_upload_bytes=limit,
+    )
+    with pytest.raises(BodyTooLarge, match="MLFLOW_PROXY_MAX_ARTIFACT_BYTES"):
+        capped.upload("0/too-big.bin", io.BytesIO(b"x" * size))
+    assert all_keys(s3, bucket) == []
+    # The multipart upload begun for the first part was aborted, not left to cost.
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert capped.upload("0/fits.bin", io.BytesIO(b"x" * limit)) == limit
+
+
+def test_presigned_part_urls_live_no_longer_than_the_signing_credentials_are_kept(store):
+    created = store.create_multipart("1/r/artifacts", "big.bin", 1)
+    query = parse_qs(urlsplit(created["credentials"][0]["url"]).query)
+    # Assumed-role credentials are replaced this long before they expire, and the URL dies
+    # with the credentials that signed it.
+    guaranteed = botocore.credentials.RefreshableCredentials._advisory_refresh_timeout
+    assert 0 < int(query["X-Amz-Expires"][0]) <= guaranteed

@@ -8,7 +8,7 @@ import requests
 from werkzeug.wrappers import Response
 
 from mlflow_proxy.artifact_location import parse_store_uri
-from mlflow_proxy.artifact_uris import StreamingReplace, UriMapping, is_json
+from mlflow_proxy.artifact_uris import UriMapping, UriValueRewrite, is_json
 from proxy_support import WRITER
 
 STORE = "s3://team-bucket/mlflow/artifacts"
@@ -23,37 +23,57 @@ def _in_chunks(data: bytes, sizes):
     return chunks
 
 
-def test_every_split_of_the_stream_gives_the_same_result():
-    replace = StreamingReplace(b"s3://team-bucket/mlflow/artifacts/", b"mlflow-artifacts:/")
-    document = json.dumps(
-        {
-            "runs": [
-                {"artifact_uri": f"{STORE}/1/{n}/artifacts", "note": "s3://team-bucket/mlflow/x"}
-                for n in range(50)
-            ]
-        }
-    ).encode()
-    expected = document.replace(b"s3://team-bucket/mlflow/artifacts/", b"mlflow-artifacts:/")
+def _run(n):
+    return {
+        "info": {"run_id": str(n), "artifact_uri": f"{STORE}/1/{n}/artifacts"},
+        "data": {
+            "params": [{"key": "data", "value": f"{STORE}/raw/{n}.csv"}],
+            "tags": [{"key": "mlflow.source.name", "value": "mlflow-artifacts:/raw"}],
+        },
+    }
+
+
+def _mapped(run, n):
+    run["info"]["artifact_uri"] = f"mlflow-artifacts:/1/{n}/artifacts"
+    return run
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_every_split_of_the_stream_gives_the_same_result(indent):
+    rewrite = UriMapping(parse_store_uri(STORE)).to_caller
+    document = json.dumps({"runs": [_run(n) for n in range(50)]}, indent=indent).encode()
+    expected = json.dumps({"runs": [_mapped(_run(n), n) for n in range(50)]}, indent=indent).encode()
     assert expected.count(b"mlflow-artifacts:/1/") == 50
-    for size in range(1, 40):  # a boundary at every offset of the pattern
-        assert b"".join(replace(_in_chunks(document, [size] * (len(document) // size)))) == expected
+    for size in range(1, 80):  # a boundary at every offset of the pattern
+        assert b"".join(rewrite(_in_chunks(document, [size] * (len(document) // size)))) == expected
     rng = random.Random(6)
     for _ in range(50):
-        sizes = [rng.randint(0, 70) for _ in range(80)]
-        assert b"".join(replace(_in_chunks(document, sizes))) == expected
+        sizes = [rng.randint(0, 120) for _ in range(80)]
+        assert b"".join(rewrite(_in_chunks(document, sizes))) == expected
 
 
 def test_only_the_held_back_tail_waits_for_the_next_chunk():
-    replace = StreamingReplace(b"abcdef", b"X")
-    pieces = list(replace(iter([b"0123abc", b"def4567", b"ab"])))
-    # After the first chunk, its last len("abcdef") - 1 bytes may still start a match.
-    assert pieces[0] == b"01" and b"".join(pieces) == b"0123X4567ab"
+    rewrite = UriValueRewrite(b"s3://b/", b"mlflow-artifacts:/")
+    head = b'{"note": "' + b"x" * 1000
+    pieces = list(rewrite(iter([head + b'", "source": "s3:', b'//b/k"}'])))
+    # The first chunk goes on at once, but for a tail short enough to start a match.
+    assert len(pieces[0]) > 800 and head.startswith(pieces[0])
+    assert b"".join(pieces) == head + b'", "source": "mlflow-artifacts:/k"}'
 
 
-def test_a_suffix_of_the_replacement_never_combines_into_a_new_match():
-    replace = StreamingReplace(b"aab", b"a")  # "aab" -> "a": the output could read "aab" again
-    assert b"".join(replace([b"aaa", b"bb"])) == b"aab"
-    assert b"".join(replace([b"aaabb"])) == b"aab"
+def test_params_tags_and_strings_holding_a_store_uri_are_data_and_left_alone():
+    mapping = UriMapping(parse_store_uri(STORE))
+    document = json.dumps(
+        {
+            "params": [{"key": "source", "value": f"{STORE}/raw/data.csv"}],
+            "tags": [{"key": "artifact_uri", "value": "mlflow-artifacts:/x"}],
+            # A JSON document inside a string: its quotes are escaped, so no key matches.
+            "dataset": {"source": json.dumps({"source": f"{STORE}/raw/data.csv"})},
+            "artifact_uri_copy": f"{STORE}/1/r/artifacts",
+        }
+    ).encode()
+    assert b"".join(mapping.to_caller([document])) == document
+    assert b"".join(mapping.to_upstream([document])) == document
 
 
 def test_callers_get_mlflow_artifacts_uris_and_sagemaker_gets_s3_back():
@@ -61,26 +81,32 @@ def test_callers_get_mlflow_artifacts_uris_and_sagemaker_gets_s3_back():
     from_sagemaker = json.dumps(
         {
             "run": {"info": {"artifact_uri": f"{STORE}/3/abc/artifacts"}},
-            "other_prefix": "s3://team-bucket/mlflow/artifactsX/1",
-            "other_bucket": "s3://someone-else/mlflow/artifacts/1",
-            "root_itself": STORE,
+            "experiment": {"artifact_location": f"{STORE}/3"},
+            "model_version": {"source": f"{STORE}/3/abc/artifacts/model"},
+            "root_uri": f"{STORE}/3/abc/artifacts",
+            "other_prefix": {"artifact_uri": "s3://team-bucket/mlflow/artifactsX/1"},
+            "other_bucket": {"artifact_uri": "s3://someone-else/mlflow/artifacts/1"},
+            "root_itself": {"artifact_uri": STORE},
         }
     ).encode()
     to_caller = json.loads(b"".join(mapping.to_caller([from_sagemaker])))
     assert to_caller["run"]["info"]["artifact_uri"] == "mlflow-artifacts:/3/abc/artifacts"
-    assert to_caller["other_prefix"] == "s3://team-bucket/mlflow/artifactsX/1"
-    assert to_caller["other_bucket"] == "s3://someone-else/mlflow/artifacts/1"
-    assert to_caller["root_itself"] == STORE
+    assert to_caller["experiment"]["artifact_location"] == "mlflow-artifacts:/3"
+    assert to_caller["model_version"]["source"] == "mlflow-artifacts:/3/abc/artifacts/model"
+    assert to_caller["root_uri"] == "mlflow-artifacts:/3/abc/artifacts"
+    assert to_caller["other_prefix"]["artifact_uri"] == "s3://team-bucket/mlflow/artifactsX/1"
+    assert to_caller["other_bucket"]["artifact_uri"] == "s3://someone-else/mlflow/artifacts/1"
+    assert to_caller["root_itself"]["artifact_uri"] == STORE
 
-    from_caller = b'{"source": "mlflow-artifacts:/3/abc/artifacts/model", "x": "s3://b2/p/1"}'
+    from_caller = b'{"source" :\n "mlflow-artifacts:/3/abc/artifacts/model", "x": "s3://b2/p/1"}'
     upstream = json.loads(b"".join(mapping.to_upstream([from_caller])))
     assert upstream == {"source": f"{STORE}/3/abc/artifacts/model", "x": "s3://b2/p/1"}
 
 
 def test_a_store_at_the_bucket_root_maps_the_whole_bucket():
     mapping = UriMapping(parse_store_uri("s3://whole-bucket"))
-    assert b"".join(mapping.to_caller([b'"s3://whole-bucket/0/r/artifacts"'])) == (
-        b'"mlflow-artifacts:/0/r/artifacts"'
+    assert b"".join(mapping.to_caller([b'{"artifact_uri": "s3://whole-bucket/0/r/artifacts"}'])) == (
+        b'{"artifact_uri": "mlflow-artifacts:/0/r/artifacts"}'
     )
 
 

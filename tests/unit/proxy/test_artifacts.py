@@ -1,11 +1,16 @@
 """The artifact API as MLflow's client calls it: HTTP through the proxy, S3 behind it."""
 
 import hashlib
+import http.client
+import json
 import os
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from mlflow_proxy.artifact_store import MAX_PARTS
+from mlflow_proxy.config import DEFAULT_MAX_ARTIFACT_BYTES, ConfigError, load_config
 from proxy_support import READER, WRITER, WRITER_TOKEN, all_keys
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
@@ -193,3 +198,109 @@ def test_the_rest_of_the_artifact_api_is_a_404_here_and_never_forwarded(proxy, u
         assert answer.status_code == 404, (method, path)
         assert answer.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "name, uploaded_as, served_as",
+    [
+        ("page.html", "text/html", "application/octet-stream"),
+        ("image.svg", "image/svg+xml", "application/octet-stream"),
+        ("page.png", "text/html", "image/png"),  # typed from the name, not by the uploader
+        ("MLmodel", "text/html", "text/plain"),
+    ],
+)
+def test_a_download_never_renders_in_the_proxys_origin(proxy, name, uploaded_as, served_as):
+    body = b"<script>fetch('/api/2.0/mlflow/experiments/search')</script>"
+    requests.put(
+        proxy + ARTIFACTS + "/0/" + name, data=body, headers={**WRITER, "Content-Type": uploaded_as}
+    ).raise_for_status()
+    got = requests.get(proxy + ARTIFACTS + "/0/" + name, headers=READER)
+    assert got.content == body
+    assert got.headers["Content-Type"].split(";")[0] == served_as
+    assert got.headers["Content-Disposition"] == f"attachment; filename={name}"
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
+    assert got.headers["Content-Security-Policy"] == "sandbox"
+
+
+def test_a_download_names_a_non_ascii_file_safely(proxy):
+    requests.put(proxy + ARTIFACTS + "/0/r%C3%A9sum%C3%A9.txt", data=b"x", headers=WRITER).raise_for_status()
+    got = requests.get(proxy + ARTIFACTS + "/0/r%C3%A9sum%C3%A9.txt", headers=READER)
+    assert got.headers["Content-Disposition"] == (
+        "attachment; filename=resume.txt; filename*=UTF-8''r%C3%A9sum%C3%A9.txt"
+    )
+
+
+@pytest.mark.parametrize("path", [ARTIFACTS, ARTIFACTS + "/0/a.txt", "/api/2.0/mlflow-artifacts/mpu/create/0"])
+def test_options_needs_a_token_like_every_other_method(proxy, upstream, path):
+    anonymous = requests.options(proxy + path)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error_code"] == "UNAUTHENTICATED"
+    signed_in = requests.options(proxy + path, headers=WRITER)
+    assert signed_in.status_code == 404
+    assert signed_in.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    assert upstream.requests == []
+
+
+def test_an_upload_declared_past_the_limit_is_refused_before_its_body(proxy, s3, bucket):
+    host, port = urlsplit(proxy).netloc.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)  # old code waited for the body
+    try:
+        connection.putrequest("PUT", ARTIFACTS + "/0/huge.bin")
+        connection.putheader("Authorization", WRITER["Authorization"])
+        connection.putheader("Content-Length", str(DEFAULT_MAX_ARTIFACT_BYTES + 1))
+        connection.endheaders()  # and no body: the answer comes without it
+        answer = connection.getresponse()
+        assert answer.status == 413
+        assert json.loads(answer.read())["error_code"] == "RESOURCE_LIMIT_EXCEEDED"
+    finally:
+        connection.close()
+    assert all_keys(s3, bucket) == []
+
+
+def test_the_artifact_limit_is_configurable(proxy_env):
+    assert load_config(proxy_env).max_artifact_bytes == DEFAULT_MAX_ARTIFACT_BYTES
+    assert load_config({**proxy_env, "MLFLOW_PROXY_MAX_ARTIFACT_BYTES": "1000"}).max_artifact_bytes == 1000
+    with pytest.raises(ConfigError, match="MLFLOW_PROXY_MAX_ARTIFACT_BYTES"):
+        load_config({**proxy_env, "MLFLOW_PROXY_MAX_ARTIFACT_BYTES": "-1"})
+
+
+def test_a_multipart_body_past_a_mebibyte_is_refused(proxy):
+    body = json.dumps({"path": "x.bin", "num_parts": 1, "pad": "x" * 1024 * 1024}).encode()
+    for send in (body, iter([body])):  # with a Content-Length, and chunked without one
+        refused = requests.post(
+            proxy + "/api/2.0/mlflow-artifacts/mpu/create/0", data=send, headers=WRITER
+        )
+        assert refused.status_code == 413
+        assert refused.json()["error_code"] == "RESOURCE_LIMIT_EXCEEDED"
+
+
+def test_completing_with_more_parts_than_s3_allows_is_a_clear_400(proxy):
+    parts = [{"part_number": n, "etag": "e"} for n in range(1, MAX_PARTS + 2)]
+    body = {"path": "x.bin", "upload_id": "u", "parts": parts}
+    refused = requests.post(
+        proxy + "/api/2.0/mlflow-artifacts/mpu/complete/0", json=body, headers=WRITER
+    )
+    assert refused.status_code == 400
+    assert f"at most {MAX_PARTS}" in refused.json()["message"]
+
+
+def test_the_configured_artifact_limit_reaches_the_upload(
+    start_proxy, proxy_env, aws_env, s3_endpoint, s3, bucket
+):
+    aws_env.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    proxy = start_proxy(
+        {
+            **proxy_env,
+            "MLFLOW_PROXY_ARTIFACT_STORE_URI": f"s3://{bucket}/store",
+            "MLFLOW_PROXY_MAX_ARTIFACT_BYTES": "1000",
+        }
+    )
+    fits = requests.put(proxy + ARTIFACTS + "/0/fits.bin", data=b"x" * 1000, headers=WRITER)
+    assert fits.status_code == 200
+    # Chunked, so only the count while streaming can stop it.
+    too_big = requests.put(
+        proxy + ARTIFACTS + "/0/too-big.bin", data=iter([b"x" * 600, b"x" * 600]), headers=WRITER
+    )
+    assert too_big.status_code == 413
+    assert too_big.json()["error_code"] == "RESOURCE_LIMIT_EXCEEDED"
+    assert all_keys(s3, bucket) == ["store/0/fits.bin"]

@@ -124,3 +124,10 @@ def test_the_app_flavour_asks_for_the_app_url(start_proxy, proxy_env, control_pl
     assert control_plane.last.header("X-Amz-Target") == "SageMaker.CreatePresignedMlflowAppUrl"
     assert "/eu-west-1/sagemaker/aws4_request" in control_plane.last.header("Authorization")
     assert json.loads(control_plane.last.body)["Arn"] == APP_ARN
+
+
+def test_options_on_ui_is_not_answered_by_flask(proxy):
+    answer = requests.options(proxy + "/ui")
+    assert answer.status_code == 405
+    assert answer.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    assert "Allow" not in answer.headers or "OPTIONS" not in answer.headers["Allow"]
