@@ -30,6 +30,11 @@ Where it is looser than AWS:
 - STS also accepts scope region us-east-1 (the global endpoint's) besides the configured region.
 - No throttling, no request-size limits, no TLS; HTTP on loopback only.
 - Temporary credentials are checked by their sealed session token alone (no revocation).
+- SignedHeaders is taken as the client lists it: not required to be lower-case and sorted, and
+  the canonical headers follow the client's order; a header listed but absent is signed as
+  empty instead of refused; the Host header is not required to name the service's host.
+- Paths are canonicalised as they arrive: a `//` that botocore collapses when it signs is not
+  modelled (the proxy never forwards one: its routes answer 404 first).
 Not confirmed against AWS: the status and error type SageMaker answers with for a missing
 routing header or an unreachable MLflow backend (here 403 AccessDeniedException and
 503 ServiceUnavailableException). Message texts follow AWS's where they are documented.
