@@ -61,6 +61,12 @@ class PresignedUi:
 def register_ui_route(app: Flask, ui: PresignedUi, authenticate: Callable[[], object]) -> None:
     """`authenticate()` returns the caller (with .name, .read_only) or raises Unauthenticated."""
 
+    # The MLflow client prints "View run at <tracking URI>/#/experiments/..." links: send the
+    # browser on to the UI. The fragment never reaches us; browsers keep it across redirects.
+    @app.get("/", provide_automatic_options=False)
+    def root():
+        return redirect("/ui", code=302)
+
     # No automatic OPTIONS: Flask would answer it before any token is checked.
     @app.get("/ui", provide_automatic_options=False)
     def open_ui():

@@ -131,3 +131,10 @@ def test_options_on_ui_is_not_answered_by_flask(proxy):
     assert answer.status_code == 405
     assert answer.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     assert "Allow" not in answer.headers or "OPTIONS" not in answer.headers["Allow"]
+
+
+def test_the_root_sends_a_browser_on_to_the_ui(proxy, control_plane):
+    # Where the MLflow client's "View run at <tracking URI>/#/..." links land.
+    answer = requests.get(proxy + "/", allow_redirects=False)
+    assert (answer.status_code, answer.headers["Location"]) == (302, "/ui")
+    assert control_plane.requests == []
