@@ -10,7 +10,6 @@ artifact_location.safe_path; the keys it touches are under the store's root and 
 import logging
 import posixpath
 import tempfile
-import threading
 from dataclasses import dataclass
 from typing import IO, Callable, Iterator, Optional
 
@@ -19,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlflow_proxy.artifact_location import ArtifactLocation, safe_path
 from mlflow_proxy.config import DEFAULT_MAX_ARTIFACT_BYTES
+from mlflow_proxy.credentials import ClientOnFirstUse
 from mlflow_proxy.errors import (
     AwsRefused,
     BodyTooLarge,
@@ -64,18 +64,11 @@ class ArtifactStore:
     ):
         self.location = location
         self.max_upload_bytes = max_upload_bytes
-        self._create_client = create_client
-        self._client = None
-        self._lock = threading.Lock()
+        self._client = ClientOnFirstUse(create_client)
 
     @property
     def _s3(self):
-        # Created on first use, in the worker process: gunicorn forks after create_app(), and
-        # a client's connection pool must not be shared across processes.
-        with self._lock:
-            if self._client is None:
-                self._client = self._create_client()
-            return self._client
+        return self._client.get()
 
     def _object(self, path: str) -> dict:
         return {"Bucket": self.location.bucket, "Key": self.location.key(path)}

@@ -9,7 +9,7 @@ credentials: one role for everything the proxy does.
 import functools
 import logging
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import botocore.session
 from botocore.config import Config
@@ -101,6 +101,22 @@ class SigningCredentials:
         return DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"
         )
+
+
+class ClientOnFirstUse:
+    """A botocore client made on first use, not in create_app(): gunicorn forks its workers after
+    create_app(), and a client's connection pool must not be shared across processes."""
+
+    def __init__(self, create: Callable[[], object]):
+        self._create = create
+        self._client = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._client is None:
+                self._client = self._create()
+            return self._client
 
 
 class _Given(CredentialProvider):

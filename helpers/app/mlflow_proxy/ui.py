@@ -7,13 +7,13 @@ as password). The URL is single-use and short-lived, so it is made per request a
 """
 
 import logging
-import threading
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, redirect
 
 from mlflow_proxy.config import SERVERLESS, Config
+from mlflow_proxy.credentials import ClientOnFirstUse
 from mlflow_proxy.errors import AwsRefused, PermissionDenied, UpstreamUnreachable
 
 logger = logging.getLogger(__name__)
@@ -25,16 +25,11 @@ URL_LIFETIME_SECONDS = 60
 class PresignedUi:
     def __init__(self, config: Config, create_client: Callable[[], object]):
         self._config = config
-        self._create_client = create_client
-        self._client = None
-        self._lock = threading.Lock()
+        self._client = ClientOnFirstUse(create_client)
 
     @property
     def _sagemaker(self):
-        with self._lock:  # created in the worker, after gunicorn's fork
-            if self._client is None:
-                self._client = self._create_client()
-            return self._client
+        return self._client.get()
 
     def url(self) -> str:
         try:

@@ -14,7 +14,7 @@ from proxy_support import (
     TRACKING_ARN,
     CapturedLog,
     FakeUpstream,
-    moto_s3_server,
+    moto_server,
     s3_client,
     serve_in_thread,
 )
@@ -86,7 +86,7 @@ def proxy_log():
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    with moto_s3_server() as url:
+    with moto_server() as url:
         yield url
 
 

@@ -122,8 +122,8 @@ MOTO_SERVER = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "moto_serv
 
 
 @contextmanager
-def moto_s3_server():
-    """moto_server on a free loopback port: S3 where AWS would be. Yields its URL."""
+def moto_server():
+    """moto_server on a free loopback port: S3 or Secrets Manager where AWS would be. Yields its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -1,11 +1,6 @@
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import boto3
 import pytest
@@ -20,7 +15,14 @@ from mlflow_proxy.callers import (
     presented_token,
 )
 from mlflow_proxy.config import ConfigError
-from proxy_support import READER, READER_TOKEN, TRACKING_ARN, WRITER, WRITER_TOKEN
+from proxy_support import (
+    READER,
+    READER_TOKEN,
+    TRACKING_ARN,
+    WRITER,
+    WRITER_TOKEN,
+    moto_server,
+)
 
 SEARCH_RUNS = "/api/2.0/mlflow/runs/search"
 CREATE_RUN = "/api/2.0/mlflow/runs/create"
@@ -165,28 +167,8 @@ def test_presented_token(header, token):
 
 @pytest.fixture(scope="module")
 def secrets_manager():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    moto_server = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen(
-        [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(url + "/moto-api/", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, "moto_server exited"
-                time.sleep(0.05)
+    with moto_server() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
