@@ -29,7 +29,7 @@ def test_code_and_layer_paths_resolve_from_their_template(templates):
     # sam build resolves CodeUri/ContentUri relative to the template that names them.
     locations = list(code_locations(templates))
     assert {logical_id for _, logical_id, _, _ in locations} == {
-        "ProxyBundle", "Boto3Layer", "MlflowAppFunction", "DomainCleanupFunction"}
+        "ProxyBundle", "Boto3Layer", "MlflowAppFunction", "OriginFacingPrefixListFunction"}
     for name, logical_id, resource, path in locations:
         assert path.is_dir(), f"{name}: {logical_id} points at {path}, which does not exist"
         if resource.get("Metadata", {}).get("BuildMethod") == "makefile":
@@ -83,8 +83,7 @@ def crhelper_cases(templates):
                 yield name, logical_id
 
 
-@pytest.mark.parametrize("name, custom_resource", [
-    ("nested/mlflow.yaml", "MlflowApp"), ("nested/sagemaker-domain.yaml", "DomainCleanup")])
+@pytest.mark.parametrize("name, custom_resource", [("nested/mlflow.yaml", "MlflowApp")])
 def test_custom_resource_function_may_poll_itself(templates, name, custom_resource):
     """crhelper names its EventBridge rule after the resource and lets it invoke the function."""
     template = templates[name]
