@@ -128,25 +128,27 @@ def test_instance_egress_is_https_and_apt_only(proxy):
 
 
 def test_load_balancer_admits_only_cloudfront_or_only_the_allowed_cidr(proxy):
-    group = proxy["Resources"]["LoadBalancerSecurityGroup"]["Properties"]
-    (inline,) = group["SecurityGroupIngress"]
-    condition, via_cloudfront, direct = inline["Fn::If"]
-    assert condition == "ViaCloudFront"
+    assert "SecurityGroupIngress" not in proxy["Resources"]["LoadBalancerSecurityGroup"]["Properties"]
+    rules = {name: r for name, r in resources_of_type(proxy, "AWS::EC2::SecurityGroupIngress").items()
+             if r["Properties"]["GroupId"] == {"Ref": "LoadBalancerSecurityGroup"}}
+    by_condition = {}
+    for rule in rules.values():
+        by_condition.setdefault(rule["Condition"], []).append(rule["Properties"])
     # Behind CloudFront: CloudFront's origin-facing servers only, the prefix list found by name.
+    (via_cloudfront,) = by_condition.pop("ViaCloudFront")
     assert via_cloudfront["SourcePrefixListId"] == {"Fn::GetAtt": ["CloudFrontOriginFacing", "PrefixListId"]}
     assert not {"CidrIp", "CidrIpv6", "SourceSecurityGroupId"} & set(via_cloudfront)
     assert (via_cloudfront["FromPort"], via_cloudfront["ToPort"]) == (80, 80)
     lookup = proxy["Resources"]["CloudFrontOriginFacing"]
     assert lookup["Properties"]["PrefixListName"] == "com.amazonaws.global.cloudfront.origin-facing"
     assert lookup["Condition"] == "ViaCloudFront"
-    # Otherwise: AllowedCidr on 80, and on 443 when there is a certificate.
-    assert direct["CidrIp"] == {"Ref": "AllowedCidr"}
-    (https,) = [r for r in resources_of_type(proxy, "AWS::EC2::SecurityGroupIngress").values()
-                if r["Properties"]["GroupId"] == {"Ref": "LoadBalancerSecurityGroup"}]
-    assert https["Properties"]["CidrIp"] == {"Ref": "AllowedCidr"}
-    assert https["Properties"]["FromPort"] == 443
-    assert proxy["Conditions"]["HasCertificate"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]}
-    assert https["Condition"] == "HasCertificate"
+    # Otherwise: AllowedCidr on 80, and on 443 when there is a certificate (never behind CloudFront:
+    # the Rules refuse a certificate there).
+    assert proxy["Conditions"]["ReachedDirectly"] == {"Fn::Not": [{"Condition": "ViaCloudFront"}]}
+    (http,) = by_condition.pop("ReachedDirectly")
+    (https,) = by_condition.pop("HasCertificate")
+    assert not by_condition
+    assert [(r["CidrIp"], r["FromPort"]) for r in (http, https)] == [({"Ref": "AllowedCidr"}, 80), ({"Ref": "AllowedCidr"}, 443)]
 
 
 LOOPBACK_PLACEHOLDER = {"IpProtocol": "-1", "CidrIp": "127.0.0.1/32"}
