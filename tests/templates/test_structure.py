@@ -123,3 +123,14 @@ def test_samconfig_deploys_each_mode_to_its_own_stack():
         stacks[mode] = deploy["stack_name"]
         assert config[environment]["delete"]["parameters"]["stack_name"] == stacks[mode]
     assert stacks["tracking"] != stacks["serverless"]
+
+
+def test_every_docs_anchor_the_templates_and_functions_cite_exists():
+    cited = set()
+    for path in [*ROOT.glob("*.yaml"), *ROOT.glob("nested/*.yaml"), *ROOT.glob("functions/*/*.py")]:
+        cited |= set(re.findall(r"docs/([\w-]+\.md)#([\w-]+)", path.read_text()))
+    assert cited, "no docs anchors cited: the pattern or the citations changed"
+    for page, anchor in cited:
+        headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / page).read_text(), re.M)
+        anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+        assert anchor in anchors, f"docs/{page}#{anchor} is cited but no heading makes it"
