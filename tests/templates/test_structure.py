@@ -134,3 +134,15 @@ def test_every_docs_anchor_the_templates_and_functions_cite_exists():
         headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / page).read_text(), re.M)
         anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
         assert anchor in anchors, f"docs/{page}#{anchor} is cited but no heading makes it"
+
+
+def test_the_vpc_has_public_and_private_subnets_only_in_the_chosen_zones(networking, root):
+    subnets = resources_of_type(networking, "AWS::EC2::Subnet")
+    assert sorted(subnets) == [f"{kind}Subnet{i}" for kind in ("Private", "Public") for i in (1, 2, 3)]
+    for name, subnet in subnets.items():
+        index = int(name[-1]) - 1
+        assert subnet["Properties"]["AvailabilityZone"] == {"Fn::If": [
+            "HasChosenAzs",
+            {"Fn::Select": [index, {"Fn::Split": [",", {"Ref": "AvailabilityZones"}]}]},
+            {"Fn::Select": [index, {"Fn::GetAZs": ""}]}]}, name
+    assert root["Resources"]["Network"]["Properties"]["Parameters"]["AvailabilityZones"] == {"Ref": "AvailabilityZones"}
