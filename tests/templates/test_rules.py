@@ -44,7 +44,9 @@ def failed_rules(root, region="us-east-1", **overrides):
     return failed
 
 
-GOOD = {"AllowedCidr": "203.0.113.0/24"}
+GOOD = {}  # the plain `sam deploy`: every parameter at its default
+ALB = {"PublicAccess": "alb", "AllowedCidr": "203.0.113.0/24"}
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f"
 EXISTING_VPC = {
     "ExistingVpcId": "vpc-0123456789abcdef0",
     "ExistingPrivateSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
@@ -62,13 +64,18 @@ def test_every_assertion_explains_itself(root):
     GOOD,
     {**GOOD, "MlflowType": "serverless"},
     {**GOOD, **EXISTING_VPC, "ExistingDomainId": "d-abcdef123456"},
-    {**GOOD, **EXISTING_VPC, "ExistingPublicSubnetIds": "", "LoadBalancerScheme": "internal"},
+    {**GOOD, **EXISTING_VPC, "ExistingPublicSubnetIds": ""},  # CloudFront needs no public subnets
+    {**ALB, **EXISTING_VPC},
+    {**ALB, **EXISTING_VPC, "ExistingPublicSubnetIds": "", "PublicAccess": "none"},
     {**GOOD, "MinInstances": 1, "DesiredInstances": 1, "MaxInstances": 2},
     {**GOOD, "MinInstances": 3, "DesiredInstances": 7, "MaxInstances": 10},
     {**GOOD, "NumberOfAzs": 3},
+    {**GOOD, "NumberOfAzs": 3, "AvailabilityZones": "eu-west-1a,eu-west-1b,eu-west-1c"},
+    ALB,
+    {**ALB, "MlflowType": "serverless"},
     # Anyone may reach the proxy when tokens travel encrypted, or only inside the network.
-    {"AllowedCidr": "0.0.0.0/0", "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f"},
-    {"AllowedCidr": "0.0.0.0/0", "LoadBalancerScheme": "internal", **EXISTING_VPC},
+    {**ALB, "AllowedCidr": "0.0.0.0/0", "CertificateArn": CERTIFICATE},
+    {**ALB, "AllowedCidr": "0.0.0.0/0", "PublicAccess": "none", **EXISTING_VPC},
 ])
 def test_good_combinations_pass(root, overrides):
     assert failed_rules(root, **overrides) == []
@@ -80,11 +87,15 @@ def test_good_combinations_pass(root, overrides):
     ({"MinInstances": 1, "DesiredInstances": 5, "MaxInstances": 4}, "us-east-1", "DesiredBetweenMinAndMax"),
     ({"MinInstances": 2, "DesiredInstances": 2, "MaxInstances": 2}, "us-east-1", "RollingUpdatesNeedRoom"),
     ({"ExistingVpcId": "vpc-0123456789abcdef0"}, "us-east-1", "ExistingVpcNeedsItsSubnets"),
-    ({**EXISTING_VPC, "ExistingPublicSubnetIds": ""}, "us-east-1", "ExistingVpcNeedsItsSubnets"),
+    ({**ALB, **EXISTING_VPC, "ExistingPublicSubnetIds": ""}, "us-east-1", "ExistingVpcNeedsItsSubnets"),
     ({"ExistingPrivateSubnetIds": "subnet-0123456789abcdef0"}, "us-east-1", "SubnetsNeedTheirVpc"),
     ({"NumberOfAzs": 3}, "us-west-1", "ThreeAzsNeedARegionWithThree"),
     ({"MlflowType": "tracking"}, "ap-southeast-6", "TrackingServerRegion"),
-    ({"AllowedCidr": "0.0.0.0/0"}, "us-east-1", "NoClearTextTokensFromTheInternet"),
+    ({**ALB, "AllowedCidr": "0.0.0.0/0"}, "us-east-1", "NoClearTextTokensFromTheInternet"),
+    ({"PublicAccess": "alb"}, "us-east-1", "LoadBalancerAccessNeedsAllowedCidr"),
+    ({"PublicAccess": "none"}, "us-east-1", "LoadBalancerAccessNeedsAllowedCidr"),
+    ({"AllowedCidr": "203.0.113.0/24"}, "us-east-1", "CloudFrontNeedsNoCidrOrCertificate"),
+    ({"CertificateArn": CERTIFICATE}, "us-east-1", "CloudFrontNeedsNoCidrOrCertificate"),
 ])
 def test_bad_combinations_are_rejected(root, overrides, region, rule):
     assert failed_rules(root, region=region, **{**GOOD, **overrides}) == [rule]
@@ -118,7 +129,7 @@ def test_domain_rule_names_every_region_without_domains(root, templates):
 
 def test_clear_text_rule_tells_the_user_the_three_ways_out(root):
     (assertion,) = root["Rules"]["NoClearTextTokensFromTheInternet"]["Assertions"]
-    for way_out in ("CertificateArn", "AllowedCidr", "internal"):
+    for way_out in ("cloudfront", "CertificateArn", "AllowedCidr", "none"):
         assert way_out in assertion["AssertDescription"]
 
 
@@ -139,3 +150,21 @@ def test_arm64_instance_types_are_rejected(root, instance_type):
     parameter = root["Parameters"]["InstanceType"]
     assert not re.fullmatch(parameter["AllowedPattern"], instance_type)
     assert "x86_64" in parameter["ConstraintDescription"]
+
+
+@pytest.mark.parametrize("mode", ["tracking", "serverless"])
+def test_the_plain_deploy_command_passes_every_rule_with_no_other_input(root, mode):
+    # `sam deploy --parameter-overrides MlflowType=serverless`, and the same without it.
+    for name, parameter in root["Parameters"].items():
+        assert "Default" in parameter, f"{name} has no default: the plain `sam deploy` would stop for it"
+    assert root["Parameters"]["PublicAccess"]["Default"] == "cloudfront"
+    assert failed_rules(root, MlflowType=mode) == []
+
+
+@pytest.mark.parametrize("zones, accepted", [
+    ("", True), ("us-east-1a,us-east-1b", True), ("eu-west-1a,eu-west-1b,eu-west-1c", True),
+    ("ap-southeast-2a,ap-southeast-2c", True), ("us-east-1a", False), ("us-east-1a, us-east-1b", False),
+    ("use1-az1,use1-az2", False), ("us-east-1a,us-east-1b,us-east-1c,us-east-1d", False),
+])
+def test_availability_zones_are_blank_or_two_to_three_zone_names(root, zones, accepted):
+    assert bool(re.fullmatch(root["Parameters"]["AvailabilityZones"]["AllowedPattern"], zones)) == accepted

@@ -74,12 +74,21 @@ def test_no_key_pairs_anywhere(templates, name):
     assert not resources_of_type(templates[name], "AWS::EC2::KeyPair")
 
 
+def both_branches(rules):
+    """Inline rules, with each Fn::If's two branches as rules of their own."""
+    for rule in rules:
+        if "Fn::If" in rule:
+            yield from (branch for branch in rule["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"})
+        else:
+            yield rule
+
+
 def security_group_rules(template):
     """(owner, direction, rule) for inline and standalone security group rules."""
     for name, group in resources_of_type(template, "AWS::EC2::SecurityGroup").items():
-        for rule in group["Properties"].get("SecurityGroupIngress", []):
+        for rule in both_branches(group["Properties"].get("SecurityGroupIngress", [])):
             yield name, "ingress", rule
-        for rule in group["Properties"].get("SecurityGroupEgress", []):
+        for rule in both_branches(group["Properties"].get("SecurityGroupEgress", [])):
             yield name, "egress", rule
     for kind, direction in (("AWS::EC2::SecurityGroupIngress", "ingress"),
                             ("AWS::EC2::SecurityGroupEgress", "egress")):
@@ -118,10 +127,28 @@ def test_instance_egress_is_https_and_apt_only(proxy):
     assert sorted((r["FromPort"], r["ToPort"]) for r in egress) == [(80, 80), (443, 443)]
 
 
-def test_load_balancer_admits_only_the_allowed_cidr(proxy):
-    ingress = [r for g, d, r in security_group_rules(proxy) if d == "ingress" and g == "LoadBalancerSecurityGroup"]
-    assert sorted(r["FromPort"] for r in ingress) == [80, 443]
-    assert all(r["CidrIp"] == {"Ref": "AllowedCidr"} for r in ingress)
+def test_load_balancer_admits_only_cloudfront_or_only_the_allowed_cidr(proxy):
+    assert "SecurityGroupIngress" not in proxy["Resources"]["LoadBalancerSecurityGroup"]["Properties"]
+    rules = {name: r for name, r in resources_of_type(proxy, "AWS::EC2::SecurityGroupIngress").items()
+             if r["Properties"]["GroupId"] == {"Ref": "LoadBalancerSecurityGroup"}}
+    by_condition = {}
+    for rule in rules.values():
+        by_condition.setdefault(rule["Condition"], []).append(rule["Properties"])
+    # Behind CloudFront: CloudFront's origin-facing servers only, the prefix list found by name.
+    (via_cloudfront,) = by_condition.pop("ViaCloudFront")
+    assert via_cloudfront["SourcePrefixListId"] == {"Fn::GetAtt": ["CloudFrontOriginFacing", "PrefixListId"]}
+    assert not {"CidrIp", "CidrIpv6", "SourceSecurityGroupId"} & set(via_cloudfront)
+    assert (via_cloudfront["FromPort"], via_cloudfront["ToPort"]) == (80, 80)
+    lookup = proxy["Resources"]["CloudFrontOriginFacing"]
+    assert lookup["Properties"]["PrefixListName"] == "com.amazonaws.global.cloudfront.origin-facing"
+    assert lookup["Condition"] == "ViaCloudFront"
+    # Otherwise: AllowedCidr on 80, and on 443 when there is a certificate (never behind CloudFront:
+    # the Rules refuse a certificate there).
+    assert proxy["Conditions"]["ReachedDirectly"] == {"Fn::Not": [{"Condition": "ViaCloudFront"}]}
+    (http,) = by_condition.pop("ReachedDirectly")
+    (https,) = by_condition.pop("HasCertificate")
+    assert not by_condition
+    assert [(r["CidrIp"], r["FromPort"]) for r in (http, https)] == [({"Ref": "AllowedCidr"}, 80), ({"Ref": "AllowedCidr"}, 443)]
 
 
 LOOPBACK_PLACEHOLDER = {"IpProtocol": "-1", "CidrIp": "127.0.0.1/32"}
@@ -316,11 +343,12 @@ def test_instance_role_holds_only_what_the_instance_does(proxy):
 
 
 # Actions AWS does not scope to a resource; a comment beside each statement says so.
-UNSCOPABLE = {
-    "ec2:DescribeSecurityGroups",
-    "elasticfilesystem:DescribeFileSystems",
-    "elasticfilesystem:DescribeMountTargets",
+UNSCOPABLE = {  # actions IAM defines no resource type for (the service authorization reference)
+    "ec2:DescribeManagedPrefixLists",
+    "sagemaker:ListApps",
     "sagemaker:ListMlflowApps",
+    "sagemaker:ListMlflowTrackingServers",
+    "sagemaker:ListSpaces",
 }
 
 
@@ -412,32 +440,31 @@ def test_fleet_scales_on_requests_per_target_in_private_subnets(proxy):
     assert group["LaunchTemplate"]["Version"] == {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}
 
 
-def test_domain_is_vpc_only_with_iam_auth_and_cleaned_up_after(domain):
+def test_domain_is_vpc_only_with_iam_auth_and_no_home_efs(domain):
     props = domain["Resources"]["Domain"]["Properties"]
     assert props["AppNetworkAccessType"] == "VpcOnly"
     assert props["AuthMode"] == "IAM"
-    # A Ref makes the domain depend on the clean-up (so it is deleted first) when there is one.
-    assert domain["Resources"]["Domain"]["Metadata"]["CleanedUpAfterBy"] == {
-        "Fn::If": ["RemovesLeftovers", {"Ref": "DomainCleanup"}, {"Ref": "AWS::NoValue"}]}
+    # Without a home EFS SageMaker leaves no file system or NFS groups in the VPC, so nothing
+    # needs cleaning up after the domain (docs/before-first-deploy.md#the-domain-has-no-home-efs).
+    assert props["HomeEfsFileSystemCreation"] == "Disabled"
+    assert props["DefaultUserSettings"]["AutoMountHomeEFS"] == "Disabled"
+    assert not [r for r in domain["Resources"].values() if r["Type"].startswith("Custom::")]
 
 
-CLEANUP = ["DomainCleanupLogGroup", "DomainCleanupFunctionRole", "DomainCleanupFunction", "DomainCleanup"]
-
-
-def test_domain_cleanup_exists_only_in_a_vpc_this_stack_created(root, domain):
-    # The clean-up deletes the home EFS of every deleted domain in the VPC: in a shared VPC
-    # that could be another team's retained home EFS.
-    for logical_id in CLEANUP:
-        assert domain["Resources"][logical_id].get("Condition") == "RemovesLeftovers", logical_id
-    assert domain["Conditions"]["RemovesLeftovers"] == {"Fn::Equals": [{"Ref": "RemoveLeftoversInVpc"}, "true"]}
-    passed = root["Resources"]["Domain"]["Properties"]["Parameters"]["RemoveLeftoversInVpc"]
-    assert passed == {"Fn::If": ["CreateVpc", "true", "false"]}
-    assert root["Conditions"]["CreateVpc"] == {"Fn::Equals": [{"Ref": "ExistingVpcId"}, ""]}
-    # Nothing unconditional names the clean-up (a dangling Ref or DependsOn fails the stack).
-    for logical_id, resource in domain["Resources"].items():
-        if resource.get("Condition") != "RemovesLeftovers":
-            assert not set(as_list(resource.get("DependsOn", []))) & set(CLEANUP), logical_id
-            assert "DomainCleanup" not in str(resource.get("Properties", {})), logical_id
+def test_studio_use_is_scoped_to_this_domain(domain):
+    statements = policy_statements(domain["Resources"]["StudioUse"])
+    assert domain["Resources"]["StudioUse"]["Properties"]["RoleName"] == {"Ref": "ExecutionRole"}
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    # What opening Studio and starting a JupyterLab or Code Editor space calls as the role.
+    assert {"sagemaker:CreateSpace", "sagemaker:CreateApp", "sagemaker:DescribeApp",
+            "sagemaker:DescribeDomain", "sagemaker:DescribeUserProfile", "sagemaker:ListSpaces",
+            "sagemaker:ListApps"} <= actions
+    for statement in statements:
+        if statement["Resource"] == "*":
+            assert all(a.split(":")[1].startswith("List") for a in as_list(statement["Action"])), statement
+        else:
+            assert "Domain.DomainId" in str(statement["Resource"]) or statement["Resource"] == {
+                "Fn::GetAtt": ["Domain", "DomainArn"]} or "DomainArn" in str(statement["Resource"]), statement
 
 
 def test_vpc_has_flow_logs_with_retention(networking):
@@ -461,3 +488,76 @@ def test_user_data_is_valid_bash(proxy, tmp_path):
     (tmp_path / "user-data.sh").write_text(script)
     result = subprocess.run(["bash", "-n", str(tmp_path / "user-data.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- the access path -----------------------------------------------------------------------
+
+
+def distribution(proxy):
+    (dist,) = resources_of_type(proxy, "AWS::CloudFront::Distribution").values()
+    assert dist["Condition"] == "ViaCloudFront"
+    return dist["Properties"]["DistributionConfig"]
+
+
+def test_cloudfront_is_the_default_access_path(root, proxy):
+    assert root["Parameters"]["PublicAccess"]["Default"] == "cloudfront"
+    assert root["Resources"]["Proxy"]["Properties"]["Parameters"]["PublicAccess"] == {"Ref": "PublicAccess"}
+    assert proxy["Conditions"]["ViaCloudFront"] == {"Fn::Equals": [{"Ref": "PublicAccess"}, "cloudfront"]}
+
+
+def test_behind_cloudfront_no_listener_faces_the_internet(proxy):
+    # Only PublicAccess=alb makes the load balancer internet-facing (and puts it in public subnets).
+    assert proxy["Conditions"]["IsInternetFacing"] == {"Fn::Equals": [{"Ref": "PublicAccess"}, "alb"]}
+    (balancer,) = resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    assert balancer["Properties"]["Scheme"] == {"Fn::If": ["IsInternetFacing", "internet-facing", "internal"]}
+    subnets = balancer["Properties"]["Subnets"]["Fn::Split"][1]
+    assert subnets == {"Fn::If": ["IsInternetFacing", {"Ref": "PublicSubnetIds"}, {"Ref": "PrivateSubnetIds"}]}
+    (origin,) = resources_of_type(proxy, "AWS::CloudFront::VpcOrigin").values()
+    config = origin["Properties"]["VpcOriginEndpointConfig"]
+    assert config["Arn"] == {"Ref": "LoadBalancer"}
+    assert (config["OriginProtocolPolicy"], config["HTTPPort"]) == ("http-only", 80)
+
+
+def test_viewers_reach_cloudfront_over_https_only(proxy):
+    behavior = distribution(proxy)["DefaultCacheBehavior"]
+    # Not redirect-to-https: the token would already have crossed in clear text.
+    assert behavior["ViewerProtocolPolicy"] == "https-only"
+    assert distribution(proxy)["ViewerCertificate"] == {"CloudFrontDefaultCertificate": True}
+
+
+MANAGED_CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+MANAGED_ALL_VIEWER = "216adef6-5c7f-47e4-b989-5492eafa07d3"
+
+
+def test_cloudfront_caches_nothing_and_forwards_every_method_header_and_query(proxy):
+    config = distribution(proxy)
+    behavior = config["DefaultCacheBehavior"]
+    assert set(behavior["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"}
+    assert behavior["CachePolicyId"] == MANAGED_CACHING_DISABLED
+    # AllViewer carries Authorization (the token), Host and every query string to the proxy.
+    assert behavior["OriginRequestPolicyId"] == MANAGED_ALL_VIEWER
+    assert "ForwardedValues" not in behavior and "CacheBehaviors" not in config
+    (origin,) = config["Origins"]
+    assert origin["VpcOriginConfig"]["VpcOriginId"] == {"Fn::GetAtt": ["VpcOrigin", "Id"]}
+    assert origin["DomainName"] == {"Fn::GetAtt": ["LoadBalancer", "DNSName"]}
+    assert behavior["TargetOriginId"] == origin["Id"]
+    # The most CloudFront allows without a quota increase; documented in before-first-deploy.md.
+    assert origin["VpcOriginConfig"]["OriginReadTimeout"] == 120
+    assert "ResponseCompletionTimeout" not in origin  # long downloads are not cut
+
+
+def test_the_proxy_sees_the_viewer_address_behind_cloudfront(proxy):
+    # CloudFront appends the viewer's address to X-Forwarded-For; the ALB keeps the header as it
+    # came, so the one entry the proxy trusts (ProxyFix x_for=1) is the viewer's.
+    (balancer,) = resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    attributes = {a["Key"]: a["Value"] for a in balancer["Properties"]["LoadBalancerAttributes"] if "Key" in a}
+    assert attributes["routing.http.xff_header_processing.mode"] == {"Fn::If": ["ViaCloudFront", "preserve", "append"]}
+    app = (ROOT / "helpers/app/mlflow_proxy/__init__.py").read_text()
+    assert "ProxyFix(app.wsgi_app, x_for=1)" in app
+
+
+def test_proxy_url_is_the_distributions_https_url_behind_cloudfront(root, proxy):
+    url = proxy["Outputs"]["ProxyUrl"]["Value"]["Fn::If"]
+    assert url[0] == "ViaCloudFront"
+    assert url[1] == {"Fn::Sub": "https://${Distribution.DomainName}"}
+    assert root["Outputs"]["ProxyUrl"]["Value"] == {"Fn::GetAtt": ["Proxy", "Outputs.ProxyUrl"]}

@@ -29,7 +29,7 @@ def test_code_and_layer_paths_resolve_from_their_template(templates):
     # sam build resolves CodeUri/ContentUri relative to the template that names them.
     locations = list(code_locations(templates))
     assert {logical_id for _, logical_id, _, _ in locations} == {
-        "ProxyBundle", "Boto3Layer", "MlflowAppFunction", "DomainCleanupFunction"}
+        "ProxyBundle", "Boto3Layer", "MlflowAppFunction", "OriginFacingPrefixListFunction"}
     for name, logical_id, resource, path in locations:
         assert path.is_dir(), f"{name}: {logical_id} points at {path}, which does not exist"
         if resource.get("Metadata", {}).get("BuildMethod") == "makefile":
@@ -83,8 +83,7 @@ def crhelper_cases(templates):
                 yield name, logical_id
 
 
-@pytest.mark.parametrize("name, custom_resource", [
-    ("nested/mlflow.yaml", "MlflowApp"), ("nested/sagemaker-domain.yaml", "DomainCleanup")])
+@pytest.mark.parametrize("name, custom_resource", [("nested/mlflow.yaml", "MlflowApp")])
 def test_custom_resource_function_may_poll_itself(templates, name, custom_resource):
     """crhelper names its EventBridge rule after the resource and lets it invoke the function."""
     template = templates[name]
@@ -124,3 +123,26 @@ def test_samconfig_deploys_each_mode_to_its_own_stack():
         stacks[mode] = deploy["stack_name"]
         assert config[environment]["delete"]["parameters"]["stack_name"] == stacks[mode]
     assert stacks["tracking"] != stacks["serverless"]
+
+
+def test_every_docs_anchor_the_templates_and_functions_cite_exists():
+    cited = set()
+    for path in [*ROOT.glob("*.yaml"), *ROOT.glob("nested/*.yaml"), *ROOT.glob("functions/*/*.py")]:
+        cited |= set(re.findall(r"docs/([\w-]+\.md)#([\w-]+)", path.read_text()))
+    assert cited, "no docs anchors cited: the pattern or the citations changed"
+    for page, anchor in cited:
+        headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / page).read_text(), re.M)
+        anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+        assert anchor in anchors, f"docs/{page}#{anchor} is cited but no heading makes it"
+
+
+def test_the_vpc_has_public_and_private_subnets_only_in_the_chosen_zones(networking, root):
+    subnets = resources_of_type(networking, "AWS::EC2::Subnet")
+    assert sorted(subnets) == [f"{kind}Subnet{i}" for kind in ("Private", "Public") for i in (1, 2, 3)]
+    for name, subnet in subnets.items():
+        index = int(name[-1]) - 1
+        assert subnet["Properties"]["AvailabilityZone"] == {"Fn::If": [
+            "HasChosenAzs",
+            {"Fn::Select": [index, {"Fn::Split": [",", {"Ref": "AvailabilityZones"}]}]},
+            {"Fn::Select": [index, {"Fn::GetAZs": ""}]}]}, name
+    assert root["Resources"]["Network"]["Properties"]["Parameters"]["AvailabilityZones"] == {"Ref": "AvailabilityZones"}

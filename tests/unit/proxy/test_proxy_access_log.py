@@ -44,6 +44,14 @@ def test_client_address_comes_from_the_load_balancer(proxy, upstream, proxy_log)
     assert _access_lines(proxy_log, 1)[0]["client"] == "198.51.100.7"
 
 
+def test_behind_cloudfront_the_client_is_the_address_cloudfront_appended(proxy, upstream, proxy_log):
+    # CloudFront appends the viewer's address to whatever X-Forwarded-For the viewer sent, and the
+    # load balancer behind it preserves the header (docs/before-first-deploy.md#the-access-path):
+    # a forged first entry must not become the logged client.
+    requests.get(proxy + "/health", headers={"X-Forwarded-For": "203.0.113.66, 198.51.100.7"})
+    assert _access_lines(proxy_log, 1)[0]["client"] == "198.51.100.7"
+
+
 def test_a_path_cannot_forge_a_log_line(proxy, upstream, proxy_log):
     requests.get(proxy + "/api/2.0/mlflow/runs/get%0Aclient=forged", headers=WRITER)
     lines = proxy_log.access_lines(1)
