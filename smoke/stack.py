@@ -2,7 +2,7 @@
 caller's own AWS credentials (boto3's default chain). Nothing after this needs them."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import boto3
@@ -20,8 +20,8 @@ class StackError(RuntimeError):
 @dataclass(frozen=True)
 class Target:
     url: str
-    token: str
-    read_only_token: Optional[str]
+    token: str = field(repr=False)
+    read_only_token: Optional[str] = field(repr=False)
     source: str
 
 
