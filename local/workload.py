@@ -1,8 +1,5 @@
 """A short MLflow client workload: what a training script and a model registry user do.
 
-The demo runs it against the local stand-in; `python -m smoke` runs the same steps against a
-deployed stack, timing each, then cleans up what they created.
-
 Names carry spaces and non-ASCII characters on purpose: they travel in query strings
 (experiments/get-by-name, metrics/get-history), where signing them wrongly gets a 403.
 """
@@ -11,7 +8,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
@@ -49,7 +45,9 @@ class WorkloadResult:
 
 class Workload:
     """The steps, in order, each returning the line that says what it did; later steps use what
-    earlier ones created. `label` starts every name the workload creates."""
+    earlier ones created. `label` starts every name the workload creates. The demo runs them
+    all (run_workload); `python -m smoke` runs them one by one against a deployed stack, timing
+    each, adds log_trace, then clean_up."""
 
     def __init__(self, client: MlflowClient, label: str = "stand-in demo"):
         self.client = client
@@ -57,12 +55,12 @@ class Workload:
         self.experiment_name = f"{label} {suffix} – café"
         self.model_name = f"{label} model {suffix}"
         self.alias = "champion"
-        self.experiment_id: Optional[str] = None
+        self.experiment_id: str | None = None
         self.run = None
-        self.model_version: Optional[str] = None
-        self.trace_id: Optional[str] = None
+        self.model_version: str | None = None
+        self.trace_id: str | None = None
 
-    def steps(self) -> list[Callable[[], str]]:
+    def steps(self) -> list:
         return [
             self.create_experiment,
             self.log_run,
@@ -148,7 +146,9 @@ class Workload:
             span.set_outputs({"answer": "yes"})
             trace_id = self.trace_id = span.trace_id
         mlflow.flush_trace_async_logging()
-        recorded = self.client.search_traces(locations=[self.experiment_id], include_spans=False)
+        recorded = self.client.search_traces(
+            experiment_ids=[self.experiment_id], include_spans=False
+        )
         expect(
             [t.info.trace_id for t in recorded] == [trace_id],
             f"search_traces found {[t.info.trace_id for t in recorded]}, not {trace_id}",
