@@ -146,9 +146,7 @@ class Workload:
             span.set_outputs({"answer": "yes"})
             trace_id = self.trace_id = span.trace_id
         mlflow.flush_trace_async_logging()
-        recorded = self.client.search_traces(
-            experiment_ids=[self.experiment_id], include_spans=False
-        )
+        recorded = self.client.search_traces(locations=[self.experiment_id], include_spans=False)
         expect(
             [t.info.trace_id for t in recorded] == [trace_id],
             f"search_traces found {[t.info.trace_id for t in recorded]}, not {trace_id}",
