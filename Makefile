@@ -22,11 +22,12 @@ TASKCAT_VENV := .venv-taskcat
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv tools demo test test-unit test-integration test-templates test-packaging \
+.PHONY: help venv tools demo smoke test test-unit test-integration test-templates test-packaging \
         test-reliability bench lint clean
 
 help:
 	@echo "make demo   run the proxy against the local SageMaker stand-in (MODE=tracking|serverless)"
+	@echo "make smoke  check a deployed stack (STACK=<name> [REGION=]) or a proxy (URL= TOKEN=)"
 	@echo "make test   run every test and gate CI runs"
 	@echo "make bench  measure the proxy (not part of make test)"
 
@@ -64,6 +65,14 @@ tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.instal
 # non-zero if it failed).
 demo: venv
 	$(VENV)/bin/python -m local.demo --mode $(MODE) $(DEMO_ARGS)
+
+# make smoke STACK=<name> [REGION=<region>]: the stack's outputs and token secret with your AWS
+# credentials, then the proxy with the token only (docs/operations.md, "The smoke test").
+# Against `make demo`: make smoke URL=http://127.0.0.1:<port> TOKEN=<token> [READ_ONLY_TOKEN=<token>]
+smoke: venv
+	$(VENV)/bin/python -m smoke $(if $(STACK),--stack $(STACK)) $(if $(REGION),--region $(REGION)) \
+	    $(if $(URL),--url $(URL)) $(if $(TOKEN),--token $(TOKEN)) \
+	    $(if $(READ_ONLY_TOKEN),--read-only-token $(READ_ONLY_TOKEN))
 
 test: venv tools
 	$(VENV)/bin/pytest tests

@@ -13,10 +13,19 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 METRIC_KEY = "validation loss é"
+ARTIFACT_PATH = "notes/readme.txt"
 
 
 class WorkloadError(RuntimeError):
     """MLflow answered, but not what it should have."""
+
+
+SPANS_MISSING = "is stored without its spans (issue 9: spans do not reach the store through the proxy)"
+
+
+class SpansMissing(WorkloadError):
+    """The trace was recorded but its spans never reached the store (issue 9: the trace's
+    artifact location is not mapped, so the client writes the spans to S3 itself and fails)."""
 
 
 def expect(condition: bool, what: str) -> None:
@@ -34,54 +43,162 @@ class WorkloadResult:
     alias: str
 
 
+class Workload:
+    """The steps, in order, each returning the line that says what it did; later steps use what
+    earlier ones created. `label` starts every name the workload creates. The demo runs them
+    all (run_workload); `python -m smoke` runs them one by one against a deployed stack, timing
+    each, adds log_trace, then clean_up."""
+
+    def __init__(self, client: MlflowClient, label: str = "stand-in demo"):
+        self.client = client
+        suffix = uuid.uuid4().hex[:8]
+        self.experiment_name = f"{label} {suffix} – café"
+        self.model_name = f"{label} model {suffix}"
+        self.alias = "champion"
+        self.experiment_id: str | None = None
+        self.run = None
+        self.model_version: str | None = None
+        self.trace_id: str | None = None
+
+    def steps(self) -> list:
+        return [
+            self.create_experiment,
+            self.log_run,
+            self.search_runs,
+            self.artifact_round_trip,
+            self.register_model,
+        ]
+
+    def create_experiment(self) -> str:
+        self.experiment_id = self.client.create_experiment(
+            self.experiment_name, tags={"purpose": "demo"}
+        )
+        found = self.client.get_experiment_by_name(self.experiment_name)
+        expect(found is not None and found.experiment_id == self.experiment_id, f"by name: {found}")
+        return (
+            f"created experiment {self.experiment_name!r} (id {self.experiment_id}) and found it "
+            "by name"
+        )
+
+    def log_run(self) -> str:
+        self.run = self.client.create_run(self.experiment_id, run_name="first run")
+        run_id = self.run.info.run_id
+        self.client.log_param(run_id, "learning rate", "0.01")
+        now_ms = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(METRIC_KEY, 1.0 / (step + 1), now_ms, step) for step in range(10)],
+            params=[Param("optimizer", "adam")],
+        )
+        self.client.set_tag(run_id, "stage", "demo")
+        self.client.set_terminated(run_id)
+        history = self.client.get_metric_history(run_id, METRIC_KEY)
+        expect(len(history) == 10, f"metric history: {history}")
+        return f"run {run_id}: 2 params, {len(history)} values of {METRIC_KEY!r}, finished"
+
+    def search_runs(self) -> str:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string="params.optimizer = 'adam'"
+        )
+        found = [found_run.info.run_id for found_run in runs]
+        expect(found == [self.run.info.run_id], f"search_runs: {runs}")
+        return "search_runs with a filter string found the run"
+
+    def artifact_round_trip(self) -> str:
+        # No AWS credentials here: artifacts go through the proxy (run.info.artifact_uri is an
+        # mlflow-artifacts:/ URI; SageMaker's MLflow stores s3:// for it).
+        run_id = self.run.info.run_id
+        note = "trained through the proxy"
+        self.client.log_text(run_id, note, ARTIFACT_PATH)
+        listed = [f.path for f in self.client.list_artifacts(run_id, "notes")]
+        expect(listed == [ARTIFACT_PATH], f"list_artifacts: {listed}")
+        with tempfile.TemporaryDirectory() as scratch:
+            back = self.client.download_artifacts(run_id, ARTIFACT_PATH, scratch)
+            with open(back) as downloaded:
+                expect(downloaded.read() == note, "the downloaded artifact differs")
+        return f"logged, listed and downloaded an artifact of {self.run.info.artifact_uri}"
+
+    def register_model(self) -> str:
+        self.client.create_registered_model(
+            self.model_name, description="registered through the proxy"
+        )
+        version = self.client.create_model_version(
+            self.model_name, source=f"{self.run.info.artifact_uri}/model", run_id=self.run.info.run_id
+        )
+        self.model_version = str(version.version)
+        self.client.set_registered_model_alias(self.model_name, self.alias, version.version)
+        by_alias = self.client.get_model_version_by_alias(self.model_name, self.alias)
+        expect(by_alias.version == version.version, f"by alias: {by_alias}")
+        return (
+            f"registered model {self.model_name!r} version {version.version} with alias "
+            f"{self.alias!r}"
+        )
+
+    def log_trace(self) -> str:
+        """A one-span trace in the experiment, read back with its span. Raises SpansMissing when
+        the trace is stored without its spans."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        mlflow.set_experiment(experiment_id=self.experiment_id)
+        with mlflow.start_span(name="smoke span") as span:
+            span.set_inputs({"question": "does tracing reach the store?"})
+            span.set_outputs({"answer": "yes"})
+            trace_id = self.trace_id = span.trace_id
+        mlflow.flush_trace_async_logging()
+        recorded = self.client.search_traces(locations=[self.experiment_id], include_spans=False)
+        expect(
+            [t.info.trace_id for t in recorded] == [trace_id],
+            f"search_traces found {[t.info.trace_id for t in recorded]}, not {trace_id}",
+        )
+        try:
+            spans = self.client.get_trace(trace_id).data.spans
+        except Exception as error:
+            if "missing span data" in str(error):
+                raise SpansMissing(f"trace {trace_id} {SPANS_MISSING}") from error
+            raise
+        if not spans:
+            raise SpansMissing(f"trace {trace_id} {SPANS_MISSING}")
+        expect([s.name for s in spans] == ["smoke span"], f"spans: {[s.name for s in spans]}")
+        return f"trace {trace_id} recorded and read back with its span"
+
+    def clean_up(self) -> str:
+        """Delete what the steps created: model, artifacts, run, experiment (MLflow keeps a
+        deleted experiment's name reserved until it is purged)."""
+        done = []
+        if self.model_version is not None:
+            self.client.delete_registered_model(self.model_name)
+            done.append(f"model {self.model_name!r}")
+        if self.trace_id is not None:
+            self.client.delete_traces(self.experiment_id, trace_ids=[self.trace_id])
+            done.append("the trace")
+        if self.run is not None:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            # The directory the steps wrote: the proxy refuses a path ending in "/", which is
+            # what delete_artifacts() of the run's whole root would send.
+            repository = get_artifact_repository(self.run.info.artifact_uri)
+            repository.delete_artifacts(ARTIFACT_PATH.split("/")[0])
+            self.client.delete_run(self.run.info.run_id)
+            done.append("the run and its artifacts")
+        if self.experiment_id is not None:
+            self.client.delete_experiment(self.experiment_id)
+            done.append(f"experiment {self.experiment_name!r}")
+        return "deleted " + (", ".join(done) or "nothing (no step created anything)")
+
+    def result(self) -> WorkloadResult:
+        return WorkloadResult(
+            self.experiment_name,
+            self.experiment_id,
+            self.run.info.run_id,
+            self.model_name,
+            self.model_version,
+            self.alias,
+        )
+
+
 def run_workload(client: MlflowClient, say=print) -> WorkloadResult:
-    suffix = uuid.uuid4().hex[:8]
-    experiment_name = f"stand-in demo {suffix} – café"
-    experiment_id = client.create_experiment(experiment_name, tags={"purpose": "demo"})
-    found = client.get_experiment_by_name(experiment_name)
-    expect(found is not None and found.experiment_id == experiment_id, f"by name: {found}")
-    say(f"created experiment {experiment_name!r} (id {experiment_id}) and found it by name")
-
-    run = client.create_run(experiment_id, run_name="first run")
-    run_id = run.info.run_id
-    client.log_param(run_id, "learning rate", "0.01")
-    now_ms = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(METRIC_KEY, 1.0 / (step + 1), now_ms, step) for step in range(10)],
-        params=[Param("optimizer", "adam")],
-    )
-    client.set_tag(run_id, "stage", "demo")
-    client.set_terminated(run_id)
-    history = client.get_metric_history(run_id, METRIC_KEY)
-    expect(len(history) == 10, f"metric history: {history}")
-    say(f"run {run_id}: 2 params, {len(history)} values of {METRIC_KEY!r}, finished")
-
-    runs = client.search_runs([experiment_id], filter_string="params.optimizer = 'adam'")
-    expect([found_run.info.run_id for found_run in runs] == [run_id], f"search_runs: {runs}")
-    say("search_runs with a filter string found the run")
-
-    # No AWS credentials here: artifacts go through the proxy (run.info.artifact_uri is an
-    # mlflow-artifacts:/ URI; SageMaker's MLflow stores s3:// for it).
-    note = "trained through the proxy"
-    client.log_text(run_id, note, "notes/readme.txt")
-    assert [f.path for f in client.list_artifacts(run_id, "notes")] == ["notes/readme.txt"]
-    with tempfile.TemporaryDirectory() as scratch:
-        back = client.download_artifacts(run_id, "notes/readme.txt", scratch)
-        assert open(back).read() == note
-    say(f"logged, listed and downloaded an artifact of {run.info.artifact_uri}")
-
-    model_name = f"stand-in model {suffix}"
-    client.create_registered_model(model_name, description="registered through the proxy")
-    version = client.create_model_version(
-        model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id
-    )
-    alias = "champion"
-    client.set_registered_model_alias(model_name, alias, version.version)
-    by_alias = client.get_model_version_by_alias(model_name, alias)
-    expect(by_alias.version == version.version, f"by alias: {by_alias}")
-    say(f"registered model {model_name!r} version {version.version} with alias {alias!r}")
-
-    return WorkloadResult(
-        experiment_name, experiment_id, run_id, model_name, str(version.version), alias
-    )
+    workload = Workload(client)
+    for step in workload.steps():
+        say(step())
+    return workload.result()

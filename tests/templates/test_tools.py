@@ -112,7 +112,7 @@ def packaged_stand_in(directory):
         r"TemplateURL: https://s3.us-east-1.amazonaws.com/sam-artifacts/0123456789abcdef-\1.template",
         text,
     )
-    assert count == 4, "expected four nested stacks"
+    assert count == 5, "expected five nested stacks"
     packaged.write_text(text)
 
 
