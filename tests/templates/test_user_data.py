@@ -5,14 +5,21 @@ load balancer's health check or the signal fails.
 The stubs behave as the instance does: python3 is Ubuntu's own, without boto3 until apt installs
 python3-boto3; curl answers IMDSv2 and the AWS Query API calls signed with --aws-sigv4."""
 
+import datetime
+import hashlib
 import json
-import re
+import ssl
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qsl
 
 import pytest
 
+from local.sigv4_verifier import WireRequest, verify
 from template_support import as_substituted, user_data
+from tests.unit.mlflow_app_resource.cloudformation_fakes import write_self_signed_certificate
 
 INSTANCE_ID = "i-0123456789abcdef0"
 SECRET_ACCESS_KEY = "instance-role-secret"
@@ -148,3 +155,69 @@ def test_a_boot_whose_apt_fails_still_signals_failure(run_user_data):
     status, calls = run_user_data(apt_exit=100)
     assert status != 0
     assert signals(calls) == ["FAILURE"]
+
+
+def test_the_signal_is_signed_as_aws_checks_it(proxy, tmp_path):
+    """The user data's aws_query, run with the real curl against a loopback TLS server, sends a
+    SignalResource that local/sigv4_verifier.py (SigV4 as AWS documents it) accepts. curl here may
+    be older than Ubuntu 24.04's 8.5.0; both have --aws-sigv4 (7.75.0 and later)."""
+    cert_path, key_path = write_self_signed_certificate(tmp_path)
+    received = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            path, _, query = self.path.partition("?")
+            received["request"] = WireRequest(self.command, path, query,
+                                              {k.lower(): v for k, v in self.headers.items()},
+                                              hashlib.sha256(body).hexdigest())
+            received["form"] = dict(parse_qsl(body.decode()))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "imds-curl").write_text(CURL)
+    # Signed calls go to the loopback server (the Host header, which is signed, stays AWS's); its
+    # certificate names 127.0.0.1, not AWS's host, hence --insecure, here only.
+    (bin_dir / "curl").write_text(
+        '#!/bin/bash\ncase "$*" in\n'
+        f'  *--aws-sigv4*) exec /usr/bin/curl --insecure '
+        f'--connect-to "::127.0.0.1:{server.server_address[1]}" "$@";;\n'
+        f'  *) exec {bin_dir}/imds-curl "$@";;\nesac\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    script = user_data(proxy).replace("${AWS::Region}", "us-east-1").replace("${AWS::URLSuffix}", "amazonaws.com")
+    functions = as_substituted(script[script.index("imds() {"):script.index("signal_cloudformation() {")])
+    (tmp_path / "signal.sh").write_text(
+        "set -euo pipefail\n" + functions +
+        "aws_query cloudformation SignalResource 2010-05-15 StackName=mlflow-proxy-Proxy-1A2B "
+        "LogicalResourceId=ProxyFleet UniqueId=i-0123456789abcdef0 Status=SUCCESS\n")
+    try:
+        result = subprocess.run(["bash", str(tmp_path / "signal.sh")], capture_output=True, text=True, timeout=60,
+                                env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls")})
+        thread.join(timeout=10)
+    finally:
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+
+    request = received["request"]
+    assert request.headers["host"] == "cloudformation.us-east-1.amazonaws.com"
+    authorization = verify(request, service="cloudformation", regions={"us-east-1"},
+                           find_secret=lambda key, token: SECRET_ACCESS_KEY if token == "session-token" else None,
+                           now=datetime.datetime.now(datetime.timezone.utc))
+    assert "x-amz-security-token" in authorization.signed_headers
+    assert received["form"] == {"Action": "SignalResource", "Version": "2010-05-15",
+                                "StackName": "mlflow-proxy-Proxy-1A2B", "LogicalResourceId": "ProxyFleet",
+                                "UniqueId": "i-0123456789abcdef0", "Status": "SUCCESS"}
