@@ -71,7 +71,7 @@ def test_a_leaving_instance_may_finish_requests_of_the_documented_length(proxy):
 def test_a_new_instance_counts_healthy_well_within_its_boots_wait_for_it(proxy):
     group = proxy["Resources"]["ProxyTargetGroup"]["Properties"]
     needed = group["HealthCheckIntervalSeconds"] * group["HealthyThresholdCount"]
-    attempts, pause = re.search(r"for attempt in \$\(seq (\d+)\); do\n(?:.*\n)*?\s*sleep (\d+)",
+    attempts, pause = re.search(r"for \w+ in \$\(seq (\d+)\); do\n(?:.*\n)*?\s*sleep (\d+)",
                                 proxy["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
                                 ["UserData"]["Fn::Base64"]["Fn::Sub"]).groups()
     assert int(attempts) * int(pause) >= 5 * needed

@@ -395,7 +395,7 @@ def test_user_data_signals_the_group_that_waits_for_it(proxy):
     bootstrap = (ROOT / "helpers/bootstrap.sh").read_text()
     lock_waits = [int(s) for s in re.findall(r"DPkg::Lock::Timeout=(\d+)", script + bootstrap)]
     health_wait = int(re.search(r"HEALTH_TIMEOUT_SECONDS:-(\d+)", bootstrap).group(1))
-    attempts, pause = re.search(r"for attempt in \$\(seq (\d+)\); do\n(?:.*\n)*?\s*sleep (\d+)", script).groups()
+    attempts, pause = re.search(r"for \w+ in \$\(seq (\d+)\); do\n(?:.*\n)*?\s*sleep (\d+)", script).groups()
     target_health_wait = int(attempts) * int(pause)
     assert len(lock_waits) >= 3
     minutes = int(re.fullmatch(r"PT(\d+)M", timeout).group(1))

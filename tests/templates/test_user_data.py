@@ -8,11 +8,13 @@ python3-boto3; curl answers IMDSv2 and the AWS Query API calls signed with --aws
 import datetime
 import hashlib
 import json
+import shutil
 import ssl
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
@@ -105,6 +107,16 @@ def run_user_data(proxy, tmp_path):
         return result.returncode, [json.loads(line) for line in calls.read_text().splitlines()]
 
     return run
+
+
+def test_user_data_passes_shellcheck(proxy, tmp_path):
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (Debian package shellcheck)")
+    (tmp_path / "user-data.sh").write_text(as_substituted(user_data(proxy)))
+    result = subprocess.run([shellcheck, "--severity=style", str(tmp_path / "user-data.sh")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
 
 
 def signals(calls):
