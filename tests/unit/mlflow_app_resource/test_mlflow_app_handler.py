@@ -246,6 +246,24 @@ def test_a_role_change_creates_a_new_app_and_returns_its_arn(run, sagemaker, res
     assert body["Data"] == attributes(NEW_ARN, "mlflow-proxy-e4c8a1d2")
 
 
+def test_a_replacement_refused_while_its_new_role_propagates_is_retried_at_the_next_poll(run, sagemaker,
+                                                                                       response_server):
+    _, stub = sagemaker
+    event = load_event(HERE, "update-replacement", response_server.url)
+    stub.add_response("list_mlflow_apps", {"Summaries": []}, {})
+    stub.add_client_error("create_mlflow_app", "ValidationException", ROLE_NOT_ASSUMABLE, 400)
+    run.start(event)
+
+    stub.add_response("list_mlflow_apps", {"Summaries": []}, {})
+    stub.add_response("create_mlflow_app", {"Arn": NEW_ARN}, create_parameters(event, "mlflow-proxy-e4c8a1d2"))
+    stub.add_response("describe_mlflow_app", described("Created", NEW_ARN, "mlflow-proxy-e4c8a1d2"), {"Arn": NEW_ARN})
+    run.poll(last=True)
+
+    body = run.response(event)
+    assert (body["Status"], body["PhysicalResourceId"]) == ("SUCCESS", NEW_ARN)
+    assert body["Data"] == attributes(NEW_ARN, "mlflow-proxy-e4c8a1d2")
+
+
 def test_a_failed_replacement_is_deleted_and_the_old_app_kept(run, sagemaker, response_server):
     _, stub = sagemaker
     event = load_event(HERE, "update-replacement", response_server.url)
