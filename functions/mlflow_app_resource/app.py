@@ -20,8 +20,10 @@ Properties (all strings or lists of strings, as CloudFormation passes them):
                                 domain so the app is that domain's default
   Tags                          [{Key, Value}], at most 48
 A change to RoleArn or KmsKeyId creates a new app named `<Name>-<8 characters>` and CloudFormation
-deletes the old one; every other change is made in place. Removing an optional scalar keeps the
-app's current value (the API cannot unset it).
+deletes the old one; every other change is made in place, sending UpdateMlflowApp the whole desired
+configuration. Removing an optional scalar keeps the app's current value (the API cannot unset it).
+A create SageMaker refuses because it cannot assume RoleArn yet (a role IAM has not propagated) is
+tried again at each poll for mlflow_apps.ROLE_PROPAGATION_SECONDS, then fails saying so.
 
 Physical id (Ref): the app ARN.
 Attributes (Fn::GetAtt): Arn, Name (the app's actual name), MlflowVersion, EndpointUrl
@@ -72,75 +74,94 @@ else:
 
 logger = logging.getLogger(__name__)
 POLLING_MINUTES = 1
+# helper.Data key, carried to every poll in crhelper's CrHelperData: until when a role SageMaker
+# cannot assume yet is retried (mlflow_apps.ROLE_PROPAGATION_SECONDS). Never an attribute.
+ROLE_RETRY_UNTIL = "RoleRetryUntil"
 
 
-def build_helper(sagemaker=None, sleep=time.sleep, **crhelper_options) -> CfnResource:
+def build_helper(sagemaker=None, **crhelper_options) -> CfnResource:
     """The crhelper resource with its handlers; tests pass stubbed clients and crhelper options."""
     helper = CfnResource(log_level="INFO", polling_interval=POLLING_MINUTES, **crhelper_options)
     try:
-        sagemaker = sagemaker or boto3.client("sagemaker")
+        sagemaker = sagemaker or boto3.client("sagemaker", config=mlflow_apps.RETRIES)
     except Exception as error:  # reported to CloudFormation at once, not after an hour's wait
         helper.init_failure(error)
 
     def owner(event):
         return mlflow_apps.Owner(event["StackId"], event["LogicalResourceId"])
 
+    def settings_of(event, properties_key="ResourceProperties"):
+        return properties.parse(event[properties_key])
+
+    def replacement_settings(event):
+        new = settings_of(event)
+        return {**new, "Name": mlflow_apps.replacement_name(new["Name"], event["RequestId"])}
+
+    def start_create(event, settings):
+        """The first call starts the role's retry window; a poll retries within it (see ROLE_RETRY_UNTIL)."""
+        helper.Data.setdefault(ROLE_RETRY_UNTIL, time.time() + mlflow_apps.ROLE_PROPAGATION_SECONDS)
+        return mlflow_apps.start_create(sagemaker, settings, owner(event), helper.Data[ROLE_RETRY_UNTIL])
+
+    def started_app(event, settings):
+        """The app the first call started, or, if SageMaker could not assume the role then, another try."""
+        return helper.Data["PhysicalResourceId"] or start_create(event, settings)
+
     def finish(arn, attributes):
         if attributes is None:
             return None
+        helper.Data.pop(ROLE_RETRY_UNTIL, None)
         helper.Data.update(attributes)
         return arn
 
     @helper.create
     def create(event, _context):
-        settings = properties.parse(event["ResourceProperties"])
-        return mlflow_apps.start_create(sagemaker, settings, owner(event), sleep)
+        return start_create(event, settings_of(event))
 
     @helper.poll_create
     def poll_create(event, _context):
-        arn = helper.Data["PhysicalResourceId"]
+        arn = started_app(event, settings_of(event))
+        if arn is None:
+            return None
         # Reported even if creation failed, so that the rollback's Delete removes the app.
         helper.PhysicalResourceId = arn
-        return finish(arn, mlflow_apps.create_finished(sagemaker, arn, sleep))
+        return finish(arn, mlflow_apps.create_finished(sagemaker, arn))
 
     @helper.update
     def update(event, _context):
-        old = properties.parse(event["OldResourceProperties"])
-        new = properties.parse(event["ResourceProperties"])
+        old, new = settings_of(event, "OldResourceProperties"), settings_of(event)
         if properties.needs_replacement(old, new):
-            name = mlflow_apps.replacement_name(new["Name"], event["RequestId"])
-            logger.info("RoleArn or KmsKeyId changed: replacing the app with %s", name)
-            return mlflow_apps.start_create(sagemaker, {**new, "Name": name}, owner(event), sleep)
-        arn = event["PhysicalResourceId"]
-        changes = properties.updatable_changes(old, new)
-        mlflow_apps.start_update(sagemaker, arn, old, new, changes, sleep)
-        return arn
+            settings = replacement_settings(event)
+            logger.info("RoleArn or KmsKeyId changed: replacing the app with %s", settings["Name"])
+            return start_create(event, settings)
+        mlflow_apps.start_update(sagemaker, event["PhysicalResourceId"], old, new)
+        return event["PhysicalResourceId"]
 
     @helper.poll_update
     def poll_update(event, _context):
-        arn = helper.Data["PhysicalResourceId"]
         helper.PhysicalResourceId = event["PhysicalResourceId"]  # what a failed update leaves
-        if arn != event["PhysicalResourceId"]:
+        old, new = settings_of(event, "OldResourceProperties"), settings_of(event)
+        if properties.needs_replacement(old, new):
+            arn = started_app(event, replacement_settings(event))
+            if arn is None:
+                return None
             try:
-                return finish(arn, mlflow_apps.create_finished(sagemaker, arn, sleep))
+                return finish(arn, mlflow_apps.create_finished(sagemaker, arn))
             except mlflow_apps.AppFailed:
                 # CloudFormation keeps the old app when an update fails and never learns this one.
-                mlflow_apps.discard(sagemaker, arn, sleep)
+                mlflow_apps.discard(sagemaker, arn)
                 raise
-        changes = properties.updatable_changes(
-            properties.parse(event["OldResourceProperties"]), properties.parse(event["ResourceProperties"])
-        )
-        return finish(arn, mlflow_apps.update_finished(sagemaker, arn, changes, sleep))
+        arn = event["PhysicalResourceId"]
+        return finish(arn, mlflow_apps.update_finished(sagemaker, arn, old, new))
 
     @helper.delete
     def delete(event, _context):
-        mlflow_apps.start_delete(sagemaker, event["PhysicalResourceId"], sleep)
+        mlflow_apps.start_delete(sagemaker, event["PhysicalResourceId"])
         return event["PhysicalResourceId"]
 
     @helper.poll_delete
     def poll_delete(event, _context):
         physical_id = event["PhysicalResourceId"]
-        return physical_id if mlflow_apps.delete_finished(sagemaker, physical_id, sleep) else None
+        return physical_id if mlflow_apps.delete_finished(sagemaker, physical_id) else None
 
     return helper
 

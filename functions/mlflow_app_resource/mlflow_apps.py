@@ -2,8 +2,9 @@
 
 Each change has two halves. A `start_*` function makes the call that starts the work and returns at
 once; a `*_finished` function is polled (crhelper re-invokes the Lambda every minute) and reports
-whether the app has reached the state the start asked for. Nothing here waits longer than a short
-back-off, so no Lambda times out however long SageMaker takes.
+whether the app has reached the state the start asked for. Nothing here sleeps: throttled calls
+are retried by botocore (RETRIES), and every longer wait is a poll, so no Lambda times out however
+long SageMaker takes.
 
 `settings` are the parsed resource properties (properties.parse): CreateMlflowApp's parameters.
 """
@@ -13,15 +14,27 @@ import re
 import time
 from dataclasses import dataclass
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
+
+if __package__:  # imported as mlflow_app_resource.mlflow_apps (tests); Lambda loads it from the code root
+    from . import properties
+else:
+    import properties
 
 logger = logging.getLogger(__name__)
 
 APP_ARN_PATTERN = re.compile(r"arn:aws[a-z\-]*:sagemaker:([a-z0-9\-]+):[0-9]{12}:mlflow-app/.+")
 BUSY = ("Creating", "Updating", "Deleting")
 GONE = ("Deleting", "Deleted")
+# botocore's standard retry mode backs off and retries throttling and transient errors (these codes
+# among them) itself; a describe still throttled after that is simply asked again at the next poll.
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 6})
 THROTTLING = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
-BACKOFF_SECONDS = (1, 2, 4, 8, 16)
+# IAM is eventually consistent: a role created seconds before CreateMlflowApp may not be assumable
+# by SageMaker yet. That refusal is retried at each poll for this long (docs/aws-facts.md,
+# "Deploy and update behaviour"), then reported.
+ROLE_PROPAGATION_SECONDS = 180
 
 
 class AppFailed(Exception):
@@ -66,11 +79,13 @@ def replacement_name(name: str, request_id: str) -> str:
     return f"{name}-{request_id.replace('-', '')[:8]}"
 
 
-def start_create(sagemaker, settings: dict, owner: Owner, sleep=time.sleep) -> str:
-    """Create the app, or adopt the one an earlier delivery of this request created. Returns its ARN."""
-    existing = find_app(sagemaker, settings["Name"], sleep)
+def start_create(sagemaker, settings: dict, owner: Owner, retry_role_until: float) -> str | None:
+    """Create the app, or adopt the one an earlier delivery of this request created. Returns its ARN,
+    or None while SageMaker cannot assume the role yet and `retry_role_until` (a time.time()) has not
+    passed: the next poll calls this again."""
+    existing = find_app(sagemaker, settings["Name"])
     if existing:
-        tags = _call(sleep, sagemaker.list_tags, ResourceArn=existing)["Tags"]
+        tags = sagemaker.list_tags(ResourceArn=existing)["Tags"]
         if not owner.owns(tags):
             raise AppFailed(f"An MLflow App named {settings['Name']} already exists and is not this "
                             f"resource's ({existing}); choose another Name.")
@@ -78,12 +93,25 @@ def start_create(sagemaker, settings: dict, owner: Owner, sleep=time.sleep) -> s
         return existing
     parameters = {name: value for name, value in settings.items() if value != []}
     parameters["Tags"] = settings["Tags"] + owner.tags()
-    return _call(sleep, sagemaker.create_mlflow_app, **parameters)["Arn"]
+    try:
+        return sagemaker.create_mlflow_app(**parameters)["Arn"]
+    except ClientError as error:
+        if not _role_not_assumable(error):
+            raise
+        if time.time() < retry_role_until:
+            logger.info("SageMaker cannot assume %s yet (IAM propagation); trying again at the next poll",
+                        settings["RoleArn"])
+            return None
+        raise AppFailed(
+            f"SageMaker still cannot assume the role {settings['RoleArn']} after "
+            f"{ROLE_PROPAGATION_SECONDS} s of retries: {error.response['Error'].get('Message', '')} "
+            "Check that the role's trust policy lets sagemaker.amazonaws.com assume it, then retry."
+        ) from error
 
 
-def create_finished(sagemaker, arn: str, sleep=time.sleep) -> dict | None:
+def create_finished(sagemaker, arn: str) -> dict | None:
     """The app's attributes once it is created; None while SageMaker is still creating it."""
-    app = _describe(sagemaker, arn, sleep)
+    app = _describe(sagemaker, arn)
     if app is None or app["Status"] == "Creating":
         return None
     if app["Status"] == "CreateFailed":
@@ -95,26 +123,21 @@ def create_finished(sagemaker, arn: str, sleep=time.sleep) -> dict | None:
     return attributes(app)
 
 
-def start_update(sagemaker, arn: str, old: dict, new: dict, changes: dict, sleep=time.sleep) -> None:
+def start_update(sagemaker, arn: str, old: dict, new: dict) -> None:
     """Start an in-place update of what UpdateMlflowApp can change, and apply tag changes."""
-    if changes:
-        try:
-            _call(sleep, sagemaker.update_mlflow_app, Arn=arn, **changes)
-        except ClientError as error:
-            if _code(error) != "ConflictException":
-                raise
-            # The app is busy (maintenance, an earlier change): update_finished sends it again.
-            logger.info("MLflow App %s is busy; the update will be sent when it is idle", arn)
-    _retag(sagemaker, arn, old["Tags"], new["Tags"], sleep)
+    if properties.updatable_changes(old, new):
+        _send_update(sagemaker, arn, new)
+    _retag(sagemaker, arn, old["Tags"], new["Tags"])
 
 
-def update_finished(sagemaker, arn: str, changes: dict, sleep=time.sleep) -> dict | None:
+def update_finished(sagemaker, arn: str, old: dict, new: dict) -> dict | None:
     """The app's attributes once it shows the changes; None while it is busy.
 
     The poll is stateless (crhelper re-sends the same event each minute), so it compares the app with
     the changes: an update refused earlier with ConflictException is sent again once the app is idle.
     """
-    app = _describe(sagemaker, arn, sleep)
+    changes = properties.updatable_changes(old, new)
+    app = _describe(sagemaker, arn)
     if app is None or app["Status"] in BUSY:
         return None
     if app["Status"] == "UpdateFailed":
@@ -123,30 +146,40 @@ def update_finished(sagemaker, arn: str, changes: dict, sleep=time.sleep) -> dic
         raise AppFailed(f"MLflow App {arn} cannot be updated: its status is {app['Status']}.")
     if _shows(app, changes):
         return attributes(app)
-    try:
-        _call(sleep, sagemaker.update_mlflow_app, Arn=arn, **changes)
-    except ClientError as error:
-        if _code(error) != "ConflictException":
-            raise
+    _send_update(sagemaker, arn, new)
     return None
 
 
-def start_delete(sagemaker, physical_id: str, sleep=time.sleep) -> None:
+def _send_update(sagemaker, arn: str, new: dict) -> None:
+    """UpdateMlflowApp with the whole desired configuration, not only what changed: the API gives an
+    omitted field a default (ModelRegistrationMode: AutoModelRegistrationEnabled, botocore's
+    documentation of UpdateMlflowApp), so a change of the maintenance window alone would turn
+    automatic registration back on."""
+    try:
+        sagemaker.update_mlflow_app(Arn=arn, **properties.update_parameters(new))
+    except ClientError as error:
+        if _code(error) != "ConflictException":
+            raise
+        # The app is busy (maintenance, an earlier change): update_finished sends it again.
+        logger.info("MLflow App %s is busy; the update will be sent when it is idle", arn)
+
+
+def start_delete(sagemaker, physical_id: str) -> None:
     if not is_app_arn(physical_id):
         # A create that failed before SageMaker returned an ARN: there is nothing to delete.
         logger.info("%s is not an MLflow App ARN; nothing to delete", physical_id)
         return
     try:
-        _call(sleep, sagemaker.delete_mlflow_app, Arn=physical_id)
+        sagemaker.delete_mlflow_app(Arn=physical_id)
     except ClientError as error:
         if _code(error) not in ("ResourceNotFound", "ConflictException"):
             raise
 
 
-def delete_finished(sagemaker, physical_id: str, sleep=time.sleep) -> bool:
+def delete_finished(sagemaker, physical_id: str) -> bool:
     if not is_app_arn(physical_id):
         return True
-    app = _describe(sagemaker, physical_id, sleep, missing_ok=True)
+    app = _describe(sagemaker, physical_id, missing_ok=True)
     if app is None:
         return False
     if app == {} or app["Status"] == "Deleted":
@@ -155,29 +188,25 @@ def delete_finished(sagemaker, physical_id: str, sleep=time.sleep) -> bool:
         raise AppFailed(f"SageMaker could not delete MLflow App {physical_id} (status DeleteFailed).")
     if app["Status"] not in BUSY:
         # A delete refused while the app was busy (ConflictException) is sent again now it is idle.
-        start_delete(sagemaker, physical_id, sleep)
+        start_delete(sagemaker, physical_id)
     return False
 
 
-def discard(sagemaker, arn: str, sleep=time.sleep) -> None:
+def discard(sagemaker, arn: str) -> None:
     """Delete an app CloudFormation will never hear of (a replacement that failed)."""
     try:
-        start_delete(sagemaker, arn, sleep)
+        start_delete(sagemaker, arn)
     except ClientError:
         logger.exception("Could not delete the failed MLflow App %s; delete it by hand", arn)
 
 
-def find_app(sagemaker, name: str, sleep=time.sleep) -> str | None:
+def find_app(sagemaker, name: str) -> str | None:
     """The ARN of the app called `name` that is not being deleted, if there is one."""
-    parameters = {}
-    while True:
-        page = _call(sleep, sagemaker.list_mlflow_apps, **parameters)
+    for page in sagemaker.get_paginator("list_mlflow_apps").paginate():
         for summary in page["Summaries"]:
             if summary.get("Name") == name and summary.get("Status") not in GONE:
                 return summary["Arn"]
-        if not page.get("NextToken"):
-            return None
-        parameters["NextToken"] = page["NextToken"]
+    return None
 
 
 def attributes(app: dict) -> dict:
@@ -197,21 +226,21 @@ def _shows(app: dict, changes: dict) -> bool:
     return all(comparable(name, app.get(name)) == comparable(name, value) for name, value in changes.items())
 
 
-def _retag(sagemaker, arn: str, old_tags: list, new_tags: list, sleep) -> None:
+def _retag(sagemaker, arn: str, old_tags: list, new_tags: list) -> None:
     new_keys = {tag["Key"] for tag in new_tags}
     removed = [tag["Key"] for tag in old_tags if tag["Key"] not in new_keys]
     if removed:
-        _call(sleep, sagemaker.delete_tags, ResourceArn=arn, TagKeys=removed)
+        sagemaker.delete_tags(ResourceArn=arn, TagKeys=removed)
     added = [tag for tag in new_tags if tag not in old_tags]
     if added:
-        _call(sleep, sagemaker.add_tags, ResourceArn=arn, Tags=added)
+        sagemaker.add_tags(ResourceArn=arn, Tags=added)
 
 
-def _describe(sagemaker, arn: str, sleep, missing_ok: bool = False) -> dict | None:
-    """DescribeMlflowApp; None when still throttled after the back-off (the next poll asks again),
-    {} when the app does not exist and missing_ok."""
+def _describe(sagemaker, arn: str, missing_ok: bool = False) -> dict | None:
+    """DescribeMlflowApp; None when still throttled after botocore's retries (the next poll asks
+    again), {} when the app does not exist and missing_ok."""
     try:
-        return _call(sleep, sagemaker.describe_mlflow_app, Arn=arn)
+        return sagemaker.describe_mlflow_app(Arn=arn)
     except ClientError as error:
         if _code(error) in THROTTLING:
             return None
@@ -220,17 +249,11 @@ def _describe(sagemaker, arn: str, sleep, missing_ok: bool = False) -> dict | No
         raise
 
 
-def _call(sleep, operation, **parameters):
-    """Call a SageMaker operation, backing off while it is throttled."""
-    for delay in BACKOFF_SECONDS:
-        try:
-            return operation(**parameters)
-        except ClientError as error:
-            if _code(error) not in THROTTLING:
-                raise
-            logger.info("Throttled; retrying in %s s", delay)
-            sleep(delay)
-    return operation(**parameters)
+def _role_not_assumable(error: ClientError) -> bool:
+    """SageMaker's refusal of a role it cannot assume: ValidationException "SageMaker is unable to
+    perform: sts:AssumeRole on the role ...", what a role too new for IAM to have propagated gets."""
+    message = error.response.get("Error", {}).get("Message", "")
+    return _code(error) == "ValidationException" and "sts:assumerole" in message.lower()
 
 
 def _code(error: ClientError) -> str:

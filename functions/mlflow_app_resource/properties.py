@@ -85,6 +85,12 @@ def updatable_changes(old: dict, new: dict) -> dict:
     return {name: new[name] for name in UPDATABLE if name in new and new[name] != old.get(name)}
 
 
+def update_parameters(new: dict) -> dict:
+    """UpdateMlflowApp's parameters for the whole desired configuration: every field it can change
+    that the settings hold, changed or not (mlflow_apps._send_update says why)."""
+    return {name: new[name] for name in UPDATABLE if name in new}
+
+
 def needs_replacement(old: dict, new: dict) -> bool:
     return any(old.get(name) != new.get(name) for name in REPLACING)
 

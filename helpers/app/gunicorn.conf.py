@@ -22,7 +22,10 @@ preload_app = True
 # Seconds a worker may go silent before it is killed; a long stream keeps it talking, but the
 # upstream may think for a while (MLFLOW_PROXY_READ_TIMEOUT_SECONDS defaults to 300).
 timeout = 330
-graceful_timeout = 30
+# On SIGTERM (systemctl stop, the instance's shutdown) requests in flight get this long to finish:
+# the transfer length no rolling update or scale-in cuts (docs/rollouts.md), as long as the target
+# group's deregistration delay (nested/proxy.yaml); the unit's TimeoutStopSec waits longer still.
+graceful_timeout = 300
 # Longer than the ALB's idle timeout (330 s, nested/proxy.yaml: above the upstream read timeout),
 # so the ALB, not us, closes idle connections; idle keep-alive connections hold no thread.
 keepalive = 340
@@ -38,5 +41,6 @@ errorlog = "-"
 loglevel = "info"
 
 # No runtime control socket: nothing here uses gunicornc, and a shared default path would be
-# contended by every gunicorn on the machine (tests start several).
+# contended by every gunicorn on the machine (tests start several). On the instances it would
+# also need a writable directory the sandbox (helpers/mlflow-proxy.service) does not give.
 control_socket_disable = True

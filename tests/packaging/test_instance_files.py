@@ -2,6 +2,7 @@
 
 import json
 import re
+import runpy
 import shutil
 import subprocess
 from pathlib import Path
@@ -93,3 +94,16 @@ def test_bootstrap_fills_the_log_group_into_the_cloudwatch_config(tmp_path):
     )
     collected = json.loads(result.stdout)["logs"]["logs_collected"]["files"]["collect_list"]
     assert {entry["log_group_name"] for entry in collected} == {"/mlflow/proxy-stack"}
+
+
+def test_unit_and_gunicorn_config_agree_on_the_control_socket():
+    """gunicorn.conf.py disables gunicorn's control socket: the unit neither names a path for one
+    (it would be ignored) nor keeps a runtime directory for it."""
+    gunicorn_conf = runpy.run_path(str(HELPERS / "app" / "gunicorn.conf.py"))
+    service = unit_settings("Service")
+    (exec_start,) = service["ExecStart"]
+    if gunicorn_conf.get("control_socket_disable"):
+        assert "--control-socket" not in exec_start
+        assert "RuntimeDirectory" not in service
+    else:
+        assert "--control-socket /run/" in exec_start and service["RuntimeDirectory"]

@@ -110,7 +110,6 @@ def test_proxy_starts_from_the_bundle_under_python_3_12_and_answers_health(
     port = free_port()
     command = [str(clean_python_3_12)] + command[1:]
     command = replace_option(command, "--bind", f"127.0.0.1:{port}")
-    command = replace_option(command, "--control-socket", str(tmp_path / "gunicorn.ctl"))
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),

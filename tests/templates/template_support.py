@@ -7,6 +7,7 @@ A module of its own, not conftest.py: other test directories have a conftest mod
 import json
 import os
 import pathlib
+import re
 
 import boto3
 import cfnlint
@@ -68,3 +69,17 @@ def template_resource_types(templates):
         for r in t["Resources"].values()
         if r["Type"].startswith("AWS::") and not r["Type"].startswith("AWS::Serverless::")
     }
+
+
+def user_data(proxy):
+    """The launch template's user data script, before Fn::Sub."""
+    (template,) = resources_of_type(proxy, "AWS::EC2::LaunchTemplate").values()
+    sub = template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    return sub if isinstance(sub, str) else sub[0]
+
+
+def as_substituted(script):
+    """What Fn::Sub makes of a script: each ${Name} a template value (a placeholder here), each
+    ${!literal} the shell's ${literal}."""
+    script = re.sub(r"\$\{(?!!)[\w:.]+\}", "placeholder", script)
+    return script.replace("${!", "${")

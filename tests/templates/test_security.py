@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from template_support import ROOT, TEMPLATE_FILES, resources_of_type
+from template_support import ROOT, TEMPLATE_FILES, as_substituted, resources_of_type, user_data
 
 
 def walk(node):
@@ -35,11 +35,6 @@ def policy_statements(resource):
 def launch_template_data(proxy):
     (template,) = resources_of_type(proxy, "AWS::EC2::LaunchTemplate").values()
     return template["Properties"]["LaunchTemplateData"]
-
-
-def user_data(proxy):
-    sub = launch_template_data(proxy)["UserData"]["Fn::Base64"]["Fn::Sub"]
-    return sub if isinstance(sub, str) else sub[0]
 
 
 # --- instances -----------------------------------------------------------------------------
@@ -336,6 +331,7 @@ def test_instance_role_holds_only_what_the_instance_does(proxy):
         "logs:DescribeLogStreams": {"Fn::GetAtt": ["ProxyLogGroup", "Arn"]},
         "lambda:GetLayerVersion": {"Ref": "ProxyBundle"},
         "cloudformation:SignalResource": {"Ref": "AWS::StackId"},
+        "elasticloadbalancing:DescribeTargetHealth": "*",
         "sts:AssumeRole": {"Fn::GetAtt": ["MlflowAccessRole", "Arn"]},
     }
     managed = proxy["Resources"]["InstanceRole"]["Properties"]["ManagedPolicyArns"]
@@ -345,6 +341,7 @@ def test_instance_role_holds_only_what_the_instance_does(proxy):
 # Actions AWS does not scope to a resource; a comment beside each statement says so.
 UNSCOPABLE = {  # actions IAM defines no resource type for (the service authorization reference)
     "ec2:DescribeManagedPrefixLists",
+    "elasticloadbalancing:DescribeTargetHealth",
     "sagemaker:ListApps",
     "sagemaker:ListMlflowApps",
     "sagemaker:ListMlflowTrackingServers",
@@ -411,7 +408,7 @@ def test_user_data_fetches_the_bundle_and_runs_its_bootstrap(proxy):
 
 def test_user_data_signals_the_group_that_waits_for_it(proxy):
     script = user_data(proxy)
-    (signalled,) = set(re.findall(r'LogicalResourceId="(\w+)"', script))
+    (signalled,) = set(re.findall(r"LogicalResourceId=(\w+)", script))
     group = proxy["Resources"][signalled]
     assert group["Type"] == "AWS::AutoScaling::AutoScalingGroup"
     assert group["CreationPolicy"]["ResourceSignal"]["Count"] == {"Ref": "DesiredInstances"}
@@ -426,9 +423,12 @@ def test_user_data_signals_the_group_that_waits_for_it(proxy):
     bootstrap = (ROOT / "helpers/bootstrap.sh").read_text()
     lock_waits = [int(s) for s in re.findall(r"DPkg::Lock::Timeout=(\d+)", script + bootstrap)]
     health_wait = int(re.search(r"HEALTH_TIMEOUT_SECONDS:-(\d+)", bootstrap).group(1))
+    attempts, pause = re.search(r"for \w+ in \$\(seq (\d+)\); do\n(?:.*\n)*?\s*sleep (\d+)", script).groups()
+    target_health_wait = int(attempts) * int(pause)
     assert len(lock_waits) >= 3
     minutes = int(re.fullmatch(r"PT(\d+)M", timeout).group(1))
-    assert minutes * 60 >= sum(lock_waits) + health_wait + 5 * 60, "no room left for downloads and start-up"
+    assert minutes * 60 >= sum(lock_waits) + health_wait + target_health_wait + 5 * 60, \
+        "no room left for downloads and start-up"
 
 
 def test_fleet_scales_on_requests_per_target_in_private_subnets(proxy):
@@ -482,10 +482,11 @@ def test_every_log_group_has_a_retention(templates):
 
 
 def test_user_data_is_valid_bash(proxy, tmp_path):
-    # CloudFormation substitutes ${Name}; ${!Name} would stay literal. Placeholders stand in.
-    script = re.sub(r"\$\{(?!!)[\w:.]+\}", "placeholder", user_data(proxy))
-    assert "${" not in script, "an unescaped shell ${...} would be taken by Fn::Sub"
-    (tmp_path / "user-data.sh").write_text(script)
+    # CloudFormation substitutes ${Name} and turns ${!x} into the shell's ${x}; any other ${...}
+    # (a shell expansion left unescaped) would fail the stack or be taken by Fn::Sub.
+    unescaped = re.sub(r"\$\{(?:!|[\w:.]+\})", "", user_data(proxy))
+    assert "${" not in unescaped, "an unescaped shell ${...} would be taken by Fn::Sub"
+    (tmp_path / "user-data.sh").write_text(as_substituted(user_data(proxy)))
     result = subprocess.run(["bash", "-n", str(tmp_path / "user-data.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

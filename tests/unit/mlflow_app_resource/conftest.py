@@ -17,17 +17,11 @@ def sagemaker(aws_environment):
 
 
 @pytest.fixture
-def sleeps():
-    """An injected sleep that records its delays instead of waiting."""
-    return []
-
-
-@pytest.fixture
-def mlflow_app_handler(monkeypatch, sagemaker, sleeps, response_server):
+def mlflow_app_handler(monkeypatch, sagemaker, response_server):
     """The real `app.handler`, its helper built with the stubbed SageMaker client, a helper that trusts
     the response server's certificate, and no sleep before answering a Delete."""
     app = importlib.import_module("mlflow_app_resource.app")
-    helper = app.build_helper(sagemaker[0], sleeps.append, sleep_on_delete=0,
+    helper = app.build_helper(sagemaker[0], sleep_on_delete=0,
                               ssl_verify=str(response_server.cert_path))
     monkeypatch.setattr(app, "helper", helper)
     return app

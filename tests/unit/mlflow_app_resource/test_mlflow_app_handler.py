@@ -40,6 +40,18 @@ def create_parameters(event, name="mlflow-proxy"):
     }
 
 
+def update_parameters(event):
+    """UpdateMlflowApp's parameters for the event's whole desired configuration."""
+    properties = event["ResourceProperties"]
+    return {"Arn": event["PhysicalResourceId"],
+            **{name: properties[name] for name in ("Name", "ArtifactStoreUri", "ModelRegistrationMode",
+                                                   "WeeklyMaintenanceWindowStart", "DefaultDomainIdList",
+                                                   "AccountDefaultStatus")}}
+
+
+ROLE_NOT_ASSUMABLE = "SageMaker is unable to perform: sts:AssumeRole on the role. Check the trust relationship."
+
+
 class Run:
     """Drives one CloudFormation request through the handler, first call and polls."""
 
@@ -143,11 +155,12 @@ def test_a_retried_create_adopts_the_app_instead_of_starting_another(run, sagema
     assert (body["Status"], body["PhysicalResourceId"]) == ("SUCCESS", ARN)
 
 
-def test_an_update_in_place_sends_the_changes_and_waits_for_them(run, sagemaker, response_server):
+def test_an_update_in_place_sends_the_desired_configuration_and_waits_for_the_changes(run, sagemaker,
+                                                                                    response_server):
     _, stub = sagemaker
     event = load_event(HERE, "update-in-place", response_server.url)
     changes = {"ModelRegistrationMode": "AutoModelRegistrationDisabled", "WeeklyMaintenanceWindowStart": "Sun:02:00"}
-    stub.add_response("update_mlflow_app", {"Arn": ARN}, {"Arn": ARN, **changes})
+    stub.add_response("update_mlflow_app", {"Arn": ARN}, update_parameters(event))
     run.start(event)
 
     stub.add_response("describe_mlflow_app", described("Updating"), {"Arn": ARN})
@@ -168,12 +181,54 @@ def test_an_update_refused_as_a_conflict_waits_and_is_sent_again(run, sagemaker,
     run.start(event)
 
     stub.add_response("describe_mlflow_app", described("Updated"), {"Arn": ARN})
-    stub.add_response("update_mlflow_app", {"Arn": ARN}, {"Arn": ARN, **changes})
+    stub.add_response("update_mlflow_app", {"Arn": ARN}, update_parameters(event))
     run.poll()
     stub.add_response("describe_mlflow_app", described("Updated", **changes), {"Arn": ARN})
     run.poll(last=True)
 
     assert run.response(event)["Status"] == "SUCCESS"
+
+
+def test_a_maintenance_window_change_leaves_automatic_registration_off(run, sagemaker, response_server):
+    """The template passes ModelRegistrationMode unchanged; UpdateMlflowApp would default it to enabled."""
+    _, stub = sagemaker
+    event = load_event(HERE, "update-maintenance-window", response_server.url)
+    stub.add_response("update_mlflow_app", {"Arn": ARN}, {
+        "Arn": ARN, "Name": "mlflow-proxy", "ArtifactStoreUri": "s3://mlflow-proxy-artifacts-123456789012/mlflow",
+        "ModelRegistrationMode": "AutoModelRegistrationDisabled", "WeeklyMaintenanceWindowStart": "Sun:02:00",
+        "DefaultDomainIdList": ["d-abcdef123456"], "AccountDefaultStatus": "DISABLED"})
+    run.start(event)
+
+    stub.add_response("describe_mlflow_app", described(
+        "Updated", WeeklyMaintenanceWindowStart="Sun:02:00", ModelRegistrationMode="AutoModelRegistrationDisabled"),
+        {"Arn": ARN})
+    run.poll(last=True)
+
+    assert run.response(event)["Status"] == "SUCCESS"
+
+
+def test_a_create_refused_while_the_new_role_propagates_is_retried_at_the_next_poll(run, sagemaker,
+                                                                                   response_server):
+    _, stub = sagemaker
+    event = load_event(HERE, "create", response_server.url)
+    stub.add_response("list_mlflow_apps", {"Summaries": []}, {})
+    stub.add_client_error("create_mlflow_app", "ValidationException", ROLE_NOT_ASSUMABLE, 400)
+    run.start(event)
+
+    stub.add_response("list_mlflow_apps", {"Summaries": []}, {})
+    stub.add_response("create_mlflow_app", {"Arn": ARN}, create_parameters(event))
+    stub.add_response("describe_mlflow_app", described("Creating"), {"Arn": ARN})
+    run.poll()
+    # The next poll finds the app the previous one started (the scheduled event never changes).
+    stub.add_response("list_mlflow_apps", {"Summaries": [
+        {"Arn": ARN, "Name": "mlflow-proxy", "Status": "Creating"}]}, {})
+    stub.add_response("list_tags", {"Tags": OWNER_TAGS}, {"ResourceArn": ARN})
+    stub.add_response("describe_mlflow_app", described("Created"), {"Arn": ARN})
+    run.poll(last=True)
+
+    body = run.response(event)
+    assert (body["Status"], body["PhysicalResourceId"]) == ("SUCCESS", ARN)
+    assert body["Data"] == attributes()
 
 
 def test_a_role_change_creates_a_new_app_and_returns_its_arn(run, sagemaker, response_server):
@@ -183,6 +238,24 @@ def test_a_role_change_creates_a_new_app_and_returns_its_arn(run, sagemaker, res
     stub.add_response("create_mlflow_app", {"Arn": NEW_ARN}, create_parameters(event, "mlflow-proxy-e4c8a1d2"))
     run.start(event)
 
+    stub.add_response("describe_mlflow_app", described("Created", NEW_ARN, "mlflow-proxy-e4c8a1d2"), {"Arn": NEW_ARN})
+    run.poll(last=True)
+
+    body = run.response(event)
+    assert (body["Status"], body["PhysicalResourceId"]) == ("SUCCESS", NEW_ARN)
+    assert body["Data"] == attributes(NEW_ARN, "mlflow-proxy-e4c8a1d2")
+
+
+def test_a_replacement_refused_while_its_new_role_propagates_is_retried_at_the_next_poll(run, sagemaker,
+                                                                                       response_server):
+    _, stub = sagemaker
+    event = load_event(HERE, "update-replacement", response_server.url)
+    stub.add_response("list_mlflow_apps", {"Summaries": []}, {})
+    stub.add_client_error("create_mlflow_app", "ValidationException", ROLE_NOT_ASSUMABLE, 400)
+    run.start(event)
+
+    stub.add_response("list_mlflow_apps", {"Summaries": []}, {})
+    stub.add_response("create_mlflow_app", {"Arn": NEW_ARN}, create_parameters(event, "mlflow-proxy-e4c8a1d2"))
     stub.add_response("describe_mlflow_app", described("Created", NEW_ARN, "mlflow-proxy-e4c8a1d2"), {"Arn": NEW_ARN})
     run.poll(last=True)
 
@@ -254,15 +327,15 @@ def test_deleting_after_a_failed_create_succeeds_without_a_sagemaker_call(run, r
     assert (body["Status"], body["PhysicalResourceId"]) == ("SUCCESS", event["PhysicalResourceId"])
 
 
-def test_throttling_while_creating_backs_off_then_succeeds(run, sagemaker, sleeps, response_server):
+def test_a_poll_throttled_past_botocores_retries_asks_again_at_the_next(run, sagemaker, response_server):
     _, stub = sagemaker
     event = load_event(HERE, "create", response_server.url)
     stub.add_response("list_mlflow_apps", {"Summaries": []}, {})
-    stub.add_client_error("create_mlflow_app", "ThrottlingException", "Rate exceeded", 400)
     stub.add_response("create_mlflow_app", {"Arn": ARN}, create_parameters(event))
     run.start(event)
+    stub.add_client_error("describe_mlflow_app", "ThrottlingException", "Rate exceeded", 400)
+    run.poll()
     stub.add_response("describe_mlflow_app", described("Created"), {"Arn": ARN})
     run.poll(last=True)
 
     assert run.response(event)["Status"] == "SUCCESS"
-    assert sleeps == [1]

@@ -6,10 +6,12 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import requests
+from werkzeug.wrappers import Response
 
 from local.stand_in import PROXY_PYTHON
 from proxy_support import ACCESS_KEY, SECRET_KEY, TOKENS_JSON, TRACKING_ARN, WRITER, WRITER_TOKEN
@@ -163,3 +165,37 @@ def test_bad_configuration_stops_gunicorn_with_the_variable_named(run_gunicorn, 
     assert returncode != 0
     assert named in "".join(server.lines)
     assert not any("Booting worker" in line for line in server.lines)
+
+
+def test_a_request_in_flight_when_gunicorn_is_stopped_still_completes(run_gunicorn, upstream):
+    """SIGTERM (systemctl stop, the instance's shutdown) is a graceful stop: the shipped
+    gunicorn.conf.py lets a request in flight finish (for up to graceful_timeout, docs/rollouts.md)."""
+    release = threading.Event()
+
+    def slow(request):
+        release.wait(timeout=30)
+        return Response('{"experiment": {}}', content_type="application/json")
+
+    upstream.respond = slow
+    server = run_gunicorn(_environment(SM_MLFLOW_RESOURCE_ARN=TRACKING_ARN, SM_MLFLOW_ENDPOINT_URL=upstream.url,
+                                       MLFLOW_PROXY_TOKENS=TOKENS_JSON))
+    listening = server.wait_for_line(r"Listening at: (http://127\.0\.0\.1:\d+)")
+    assert listening, "".join(server.lines)
+    answers = []
+    client = threading.Thread(target=lambda: answers.append(requests.get(
+        listening[1] + "/api/2.0/mlflow/experiments/get?experiment_id=0", headers=WRITER, timeout=60)))
+    client.start()
+    deadline = time.monotonic() + 30
+    while not upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.requests, "the request never reached the upstream"
+
+    server.process.send_signal(signal.SIGTERM)
+    assert server.wait_for_line(r"Handling signal: term"), "".join(server.lines)
+    time.sleep(1)  # the worker has its SIGTERM too; the request is still held upstream
+    assert server.process.poll() is None, "gunicorn stopped with a request in flight"
+    release.set()
+    client.join(timeout=60)
+
+    assert answers and answers[0].status_code == 200, "".join(server.lines)
+    assert server.process.wait(timeout=30) == 0
