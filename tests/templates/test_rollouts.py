@@ -75,3 +75,16 @@ def test_a_new_instance_counts_healthy_well_within_its_boots_wait_for_it(proxy):
                                 proxy["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
                                 ["UserData"]["Fn::Base64"]["Fn::Sub"]).groups()
     assert int(attempts) * int(pause) >= 5 * needed
+
+
+def test_instances_boot_only_after_the_listener_that_forwards_to_their_target_group(proxy):
+    """An instance waits for its target to be healthy before it signals; with a certificate only
+    HttpsListener forwards, so the fleet must wait for it too, not only for HttpListener."""
+    resources = proxy["Resources"]
+    depends_on = resources["ProxyFleet"]["DependsOn"]
+    forwarding = {"HttpListener"} if "HttpListener" in depends_on else set()
+    for name in depends_on:
+        metadata = resources[name].get("Metadata", {})
+        forwarding |= {ref["Ref"] for value in metadata.values() if "Fn::If" in value
+                       for ref in value["Fn::If"][1:] if isinstance(ref, dict) and "Ref" in ref}
+    assert {"HttpListener", "HttpsListener"} <= forwarding
