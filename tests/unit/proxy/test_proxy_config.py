@@ -87,7 +87,10 @@ def test_open_proxy_is_an_explicit_choice():
         ),
         ({"SM_MLFLOW_AWS_REGION": "Oregon"}, "SM_MLFLOW_AWS_REGION"),
         ({"SM_MLFLOW_ROLE_ARN": "mlflow-proxy"}, "SM_MLFLOW_ROLE_ARN"),
-        ({"SM_MLFLOW_READ_ONLY_ROLE_ARN": "arn:aws:iam::1234:role/r"}, "SM_MLFLOW_READ_ONLY_ROLE_ARN"),
+        (
+            {"SM_MLFLOW_READ_ONLY_ROLE_ARN": "arn:aws:iam::1234:role/r"},
+            "SM_MLFLOW_READ_ONLY_ROLE_ARN",
+        ),
         ({"SM_MLFLOW_ENDPOINT_URL": "ftp://example.com"}, "SM_MLFLOW_ENDPOINT_URL"),
         ({"SM_MLFLOW_ENDPOINT_URL": "us-west-2.experiments"}, "SM_MLFLOW_ENDPOINT_URL"),
         ({"SM_MLFLOW_ENDPOINT_URL": "https://h/?a=1"}, "SM_MLFLOW_ENDPOINT_URL"),

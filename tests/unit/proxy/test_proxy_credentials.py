@@ -142,9 +142,8 @@ def test_the_proxys_own_aws_calls_use_the_same_assumed_role(
 def test_read_only_callers_are_signed_with_the_read_only_role(
     fake_sts, start_proxy, proxy_env, upstream
 ):
-    url = start_proxy(
-        {**proxy_env, "SM_MLFLOW_ROLE_ARN": ROLE_ARN, "SM_MLFLOW_READ_ONLY_ROLE_ARN": READ_ONLY_ROLE_ARN}
-    )
+    roles = {"SM_MLFLOW_ROLE_ARN": ROLE_ARN, "SM_MLFLOW_READ_ONLY_ROLE_ARN": READ_ONLY_ROLE_ARN}
+    url = start_proxy({**proxy_env, **roles})
     # Both assumed at start-up, before gunicorn forks, each under its own session name.
     assert {c["RoleArn"][0]: c["RoleSessionName"][0] for c in fake_sts.calls} == {
         ROLE_ARN: "mlflow-proxy",
@@ -155,7 +154,9 @@ def test_read_only_callers_are_signed_with_the_read_only_role(
         search = requests.post(url + "/api/2.0/mlflow/runs/search", json={}, headers=READER)
         assert search.status_code == 200
         assert requests.get(url + "/api/2.0/mlflow/runs/get", headers=WRITER).status_code == 200
-    signed_with = [sent.header("Authorization").split("Credential=")[1][:20] for sent in upstream.requests]
+    signed_with = [
+        sent.header("Authorization").split("Credential=")[1][:20] for sent in upstream.requests
+    ]
     assert signed_with == [READ_ONLY_KEY, READ_ONLY_KEY, ASSUMED_KEY] * 3
     assert len(fake_sts.calls) == 2  # once per role, not per request
 
