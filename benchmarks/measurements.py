@@ -273,10 +273,11 @@ def sts_calls(stand_in: StandIn, proxied: ProxiedRequests, at_least: int = 10_00
     while proxied.count < at_least:  # top up, so that the figure is over a real 10,000
         result = throughput(proxied_call(stand_in), 8, 2)
         proxied.add(result.requests + result.errors)
-    calls = stand_in.stats()["assume_role_calls"]
+    # The proxy assumes two roles (read-write and read-only): count the busier one.
+    calls = max(stand_in.stats()["assume_role_calls_by_role"].values(), default=0)
     return [
         Row(
-            "STS AssumeRole calls per 10,000 proxied requests",
+            "STS AssumeRole calls per role per 10,000 proxied requests",
             f"{calls} calls over {proxied.count} requests",
             f"{calls * 10_000 / proxied.count:.2f}",
             "1",

@@ -97,7 +97,9 @@ def run_workload_and_report(stand_in: StandIn) -> bool:
                 file=sys.stderr,
             )
         return False
-    print(f"  STS AssumeRole calls so far: {stand_in.stats()['assume_role_calls']}")
+    by_role = stand_in.stats()["assume_role_calls_by_role"]
+    calls = ", ".join(f"{role.rsplit('/', 1)[-1]} {n}" for role, n in sorted(by_role.items()))
+    print(f"  STS AssumeRole calls so far, per role: {calls}")
     return True
 
 

@@ -1,8 +1,10 @@
-"""A minimal STS: AssumeRole of the one stand-in role, and the keys the emulator accepts.
+"""A minimal STS: AssumeRole of the stand-in roles, the keys the emulator accepts, and what
+each identity's IAM policy allows (POLICIES).
 
-Temporary credentials are stateless, like AWS's: the session token carries the key id and the
-expiry, sealed with an HMAC, and the secret is derived from the key id. So credentials issued
-before an emulator restart stay valid after it, as they would when one STS host goes away.
+Temporary credentials are stateless, like AWS's: the session token carries the key id, the role,
+the session name and the expiry, sealed with an HMAC, and the secret is derived from the key id.
+So credentials issued before an emulator restart stay valid after it, as they would when one STS
+host goes away.
 """
 
 import base64
@@ -17,6 +19,7 @@ from typing import Optional
 from xml.sax.saxutils import escape
 
 from local import fixed_credentials
+from local.mlflow_iam_actions import MLFLOW_APP_ACTION, READ_ACTIONS, SERVICE_PREFIX
 from local.sigv4_verifier import SignatureError
 
 STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -25,6 +28,18 @@ MIN_DURATION_SECONDS = 900
 MAX_DURATION_SECONDS = 3600
 DEFAULT_DURATION_SECONDS = 3600
 ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+USER_ARN = f"arn:aws:iam::{fixed_credentials.ACCOUNT_ID}:user/stand-in"
+
+# Each identity's identity-based policy: the actions it may call on the stand-in's MLflow ARNs,
+# `service:*` meaning all of a service's. The roles are the stack's MlflowAccessRole and
+# MlflowReadOnlyRole (nested/proxy.yaml), whose policies list the same actions.
+POLICIES = {
+    USER_ARN: frozenset({"*"}),
+    fixed_credentials.ROLE_ARN: frozenset({f"{SERVICE_PREFIX}:*", MLFLOW_APP_ACTION}),
+    fixed_credentials.READ_ONLY_ROLE_ARN: frozenset(
+        {f"{SERVICE_PREFIX}:{action}" for action in READ_ACTIONS} | {MLFLOW_APP_ACTION}
+    ),
+}
 
 # What STS calls the signature errors the SageMaker side names with x-amzn-ErrorType.
 STS_ERROR_CODES = {
@@ -52,10 +67,21 @@ def _derived_secret(access_key_id: str) -> str:
     return _seal(b"secret:" + access_key_id.encode("ascii"))
 
 
-def issue_credentials(duration_seconds: int, now: datetime.datetime) -> dict:
+def issue_credentials(
+    duration_seconds: int,
+    now: datetime.datetime,
+    role_arn: str = fixed_credentials.ROLE_ARN,
+    session_name: str = "stand-in",
+) -> dict:
     access_key_id = "ASIA" + secrets.token_hex(8).upper()
     expiration = now + datetime.timedelta(seconds=duration_seconds)
-    payload = json.dumps({"akid": access_key_id, "exp": int(expiration.timestamp())}).encode()
+    claims = {
+        "akid": access_key_id,
+        "exp": int(expiration.timestamp()),
+        "role": role_arn,
+        "session": session_name,
+    }
+    payload = json.dumps(claims).encode()
     token = base64.urlsafe_b64encode(payload).decode("ascii") + "." + _seal(payload)
     return {
         "AccessKeyId": access_key_id,
@@ -86,6 +112,26 @@ def find_secret(
             "ExpiredTokenException", "The security token included in the request is expired"
         )
     return _derived_secret(access_key_id)
+
+
+def caller_of(access_key_id: str, session_token: Optional[str]) -> tuple:
+    """(the identity whose policy applies, the ARN AWS names in an AccessDenied message) for a
+    key that find_secret accepted."""
+    if session_token is None:
+        return USER_ARN, USER_ARN
+    claims = json.loads(base64.urlsafe_b64decode(session_token.partition(".")[0].encode()))
+    role_arn, session_name = claims["role"], claims["session"]
+    role_name = role_arn.rsplit("/", 1)[-1]
+    session_arn = (
+        f"arn:aws:sts::{fixed_credentials.ACCOUNT_ID}:assumed-role/{role_name}/{session_name}"
+    )
+    return role_arn, session_arn
+
+
+def is_allowed(identity: str, action: str) -> bool:
+    allowed = POLICIES.get(identity, frozenset())
+    service = action.partition(":")[0]
+    return "*" in allowed or f"{service}:*" in allowed or action in allowed
 
 
 def assume_role(form: dict, now: datetime.datetime) -> str:
@@ -121,19 +167,16 @@ def assume_role(form: dict, now: datetime.datetime) -> str:
             "ValidationError",
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         )
-    if role_arn != fixed_credentials.ROLE_ARN:
+    if role_arn not in (fixed_credentials.ROLE_ARN, fixed_credentials.READ_ONLY_ROLE_ARN):
         raise StsError(
             403,
             "AccessDenied",
-            f"User: arn:aws:iam::{fixed_credentials.ACCOUNT_ID}:user/stand-in is not authorized "
-            f"to perform: sts:AssumeRole on resource: {role_arn}",
+            f"User: {USER_ARN} is not authorized to perform: sts:AssumeRole on resource: "
+            f"{role_arn}",
         )
 
-    credentials = issue_credentials(duration, now)
-    role_name = role_arn.rsplit("/", 1)[-1]
-    session_arn = (
-        f"arn:aws:sts::{fixed_credentials.ACCOUNT_ID}:assumed-role/{role_name}/{session_name}"
-    )
+    credentials = issue_credentials(duration, now, role_arn, session_name)
+    _, session_arn = caller_of(credentials["AccessKeyId"], credentials["SessionToken"])
     return f"""<AssumeRoleResponse xmlns="{STS_NAMESPACE}">
   <AssumeRoleResult>
     <Credentials>

@@ -7,8 +7,10 @@ ACCOUNT_ID = "123456789012"
 ACCESS_KEY_ID = "AKIASTANDIN000000001"
 SECRET_ACCESS_KEY = "stand-in/secret/key/for/loopback/use/only"
 
-# The role the proxy may assume through the emulated STS.
+# The roles the proxy may assume through the emulated STS: the one it signs with, and the
+# read-only one it signs read-only callers' requests with (emulated_sts.POLICIES).
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/mlflow-proxy-stand-in"
+READ_ONLY_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/mlflow-proxy-stand-in-read-only"
 
 # Signs the emulated STS's session tokens, so temporary credentials are verified without state.
 SESSION_TOKEN_KEY = b"stand-in session token key"

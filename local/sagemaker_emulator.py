@@ -17,16 +17,27 @@ It answers three kinds of request:
 - SageMaker's control plane, for the presigned MLflow UI URL the proxy's /ui asks for: `POST /`
   with `X-Amz-Target: SageMaker.CreatePresigned...` (SigV4 service `sagemaker`, JSON 1.1);
   botocore reaches it through AWS_ENDPOINT_URL_SAGEMAKER (local/emulated_control_plane.py).
-- `GET /__stand-in/health` and `GET /__stand-in/stats` (`{"assume_role_calls": n}`), which AWS
-  does not have, for tests.
+- `GET /__stand-in/health` and `GET /__stand-in/stats` (`{"assume_role_calls": n,
+  "assume_role_calls_by_role": {role ARN: n}}`), which AWS does not have, for tests.
 
 Where it is stricter than AWS:
 - The routing header and X-Amz-Security-Token must be signed (AWS accepts an unsigned token
   on some services); X-Amz-Content-SHA256, when sent, must match the body (AWS services other
   than S3 only fold the hash into the signature; either way a tampered body is refused).
-- Only one account, one role, one ARN per mode; any other ARN is AccessDenied.
+- Only one account, two roles (fixed_credentials.py), one ARN per mode; any other ARN is
+  AccessDenied.
+- IAM (emulated_sts.POLICIES: the long-term key may do everything, the stand-in role all of
+  MLflow, the read-only role the read actions; a call outside its list is 403
+  AccessDeniedException, worded as AWS words it): on a tracking server the action comes from
+  local/mlflow_iam_actions.py, and a call the Service Authorization Reference names no action
+  for (`sagemaker-mlflow:UndocumentedAction` here) is refused to every identity without
+  `sagemaker-mlflow:*`; what AWS checks for those is not documented. An MLflow App checks only
+  `sagemaker:CallMlflowAppApi`, the one action the reference gives apps, so there the read-only
+  role may write (whether AWS also checks the per-API actions on apps is not documented).
 Where it is looser than AWS:
-- No IAM policy evaluation: any known key may call any MLflow action.
+- IAM is a list of allowed actions per identity: no Deny, no conditions, no resource ARNs in the
+  policies (the routing-header check stands in for the one ARN), no permission boundaries or
+  SCPs. The control plane (presigned UI URL) checks no policy at all.
 - STS also accepts scope region us-east-1 (the global endpoint's) besides the configured region.
 - No throttling, no request-size limits, no TLS; HTTP on loopback only.
 - Temporary credentials are checked by their sealed session token alone (no revocation).
@@ -53,7 +64,7 @@ from urllib.parse import parse_qsl, quote
 import urllib3
 from werkzeug.wrappers import Request, Response
 
-from local import emulated_control_plane, emulated_sts, fixed_credentials
+from local import emulated_control_plane, emulated_sts, fixed_credentials, mlflow_iam_actions
 from local.sigv4_verifier import SignatureError, WireRequest, verify
 
 CHUNK_SIZE = 64 * 1024
@@ -78,6 +89,15 @@ class Mode:
     service: str
     routing_header: str
     resource_arn: str
+
+    def action_for(self, method: str, path: str) -> str:
+        """The IAM action this call is authorised as (local/mlflow_iam_actions.py)."""
+        if self.service == "sagemaker":
+            return mlflow_iam_actions.MLFLOW_APP_ACTION
+        action = mlflow_iam_actions.action_for(method, path)
+        # A call with no documented action gets an action no policy lists by name: only
+        # `sagemaker-mlflow:*` allows it.
+        return f"{self.service}:{action or 'UndocumentedAction'}"
 
 
 MODES = {
@@ -154,6 +174,7 @@ class SageMakerEmulator:
         self.clock = clock
         self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=120))
         self.assume_role_calls = 0
+        self.assume_role_calls_by_role: dict = {}
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
@@ -172,7 +193,12 @@ class SageMakerEmulator:
             return Response(json.dumps({"status": "ok"}), mimetype="application/json")
         if request.path == "/__stand-in/stats":
             return Response(
-                json.dumps({"assume_role_calls": self.assume_role_calls}),
+                json.dumps(
+                    {
+                        "assume_role_calls": self.assume_role_calls,
+                        "assume_role_calls_by_role": self.assume_role_calls_by_role,
+                    }
+                ),
                 mimetype="application/json",
             )
         path, query = raw_target(request.environ)
@@ -228,6 +254,10 @@ class SageMakerEmulator:
             return Response(document, error.status, mimetype="text/xml")
         with self._lock:
             self.assume_role_calls += 1
+            role_arn = form["RoleArn"]
+            self.assume_role_calls_by_role[role_arn] = (
+                self.assume_role_calls_by_role.get(role_arn, 0) + 1
+            )
         return Response(document, mimetype="text/xml")
 
     def sagemaker(self, wire: WireRequest, request: Request, body, size: int) -> Response:
@@ -261,6 +291,17 @@ class SageMakerEmulator:
                 "AccessDeniedException",
                 f"User: {authorization.access_key_id} is not authorized to perform: "
                 f"{self.mode.service}:* on resource: {routing_value}",
+            )
+        identity, caller_arn = emulated_sts.caller_of(
+            authorization.access_key_id, wire.headers.get("x-amz-security-token")
+        )
+        action = self.mode.action_for(request.method, wire.raw_path)
+        if not emulated_sts.is_allowed(identity, action):
+            return aws_error(
+                403,
+                "AccessDeniedException",
+                f"User: {caller_arn} is not authorized to perform: {action} on resource: "
+                f"{routing_value} because no identity-based policy allows the {action} action",
             )
         return self.forward(wire, request, body, size)
 

@@ -76,6 +76,7 @@ class StandIn:
         proxy_env: Optional[Mapping[str, str]] = None,
         proxy_port: int = 0,
         proxy_workers: Optional[int] = 1,
+        proxy_app: str = "mlflow_proxy:create_app()",
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -89,6 +90,8 @@ class StandIn:
         # credentials cache, so "STS is called once" is exactly one call. None = as
         # gunicorn.conf.py says, as the instances run it (the benchmarks).
         self.proxy_workers = proxy_workers
+        # What gunicorn serves; a test may wrap the proxy (its module on proxy_env's PYTHONPATH).
+        self.proxy_app = proxy_app
         self.artifact_store_uri = ARTIFACT_STORE_URI
         self.ports = {
             "s3": free_port(),
@@ -208,7 +211,7 @@ class StandIn:
         return [
             str(PROXY_PYTHON), "-m", "gunicorn", "-c", str(PROXY_APP_DIR / "gunicorn.conf.py"),
             "--bind", bind, *workers,
-            *gunicorn_options(), "mlflow_proxy:create_app()",
+            *gunicorn_options(), self.proxy_app,
         ]
         # fmt: on
 
@@ -254,6 +257,7 @@ class StandIn:
         if self.assume_role:
             env.update(
                 SM_MLFLOW_ROLE_ARN=fixed_credentials.ROLE_ARN,
+                SM_MLFLOW_READ_ONLY_ROLE_ARN=fixed_credentials.READ_ONLY_ROLE_ARN,
                 AWS_ENDPOINT_URL_STS=self.emulator_url,
             )
         env.update(self._proxy_env)

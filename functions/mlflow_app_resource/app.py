@@ -31,10 +31,15 @@ Attributes (Fn::GetAtt): Arn, Name (the app's actual name), MlflowVersion, Endpo
 
 IAM (the function's role; replace <...>; crhelper names its rules <LogicalId of the resource> +
 8 characters, and the function needs its own name, so give it a FunctionName):
-  - Effect: Allow                      # create only apps tagged as this stack's (tag-on-create
-    Action: [sagemaker:CreateMlflowApp, sagemaker:AddTags]    # needs AddTags)
+  - Effect: Allow                      # create only apps tagged as this stack's
+    Action: sagemaker:CreateMlflowApp
     Resource: !Sub arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:mlflow-app/*
     Condition: {StringEquals: {aws:RequestTag/mlflow-proxy:cloudformation-stack-id: !Ref AWS::StackId}}
+  - Effect: Allow                      # tag-on-create needs AddTags, only within CreateMlflowApp
+    Action: sagemaker:AddTags
+    Resource: !Sub arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:mlflow-app/*
+    Condition: {StringEquals: {sagemaker:TaggingAction: CreateMlflowApp,
+                               aws:RequestTag/mlflow-proxy:cloudformation-stack-id: !Ref AWS::StackId}}
   - Effect: Allow                      # change only this stack's apps (mlflow_apps.Owner's tag)
     Action: [sagemaker:UpdateMlflowApp, sagemaker:DeleteMlflowApp, sagemaker:AddTags,
              sagemaker:DeleteTags]

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from local import fixed_credentials
 from local.stand_in import StandIn
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def test_upstream_down_is_502_json_and_the_proxy_recovers(stand_in, client):
 def test_sts_is_called_once_not_per_request(stand_in, client):
     # A fresh proxy has an empty credentials cache; count the emulator's AssumeRole calls
     # from its start on (it resolves them at start-up), whatever the other tests did before.
-    calls_before = stand_in.stats()["assume_role_calls"]
+    calls_before = stand_in.stats()["assume_role_calls_by_role"]
     stand_in.kill("proxy")
     stand_in.start("proxy")
 
@@ -43,7 +44,12 @@ def test_sts_is_called_once_not_per_request(stand_in, client):
         client.log_metric(run_id, "step metric", float(step), step=step)
     assert len(client.get_metric_history(run_id, "step metric")) == 50
 
-    assert stand_in.stats()["assume_role_calls"] - calls_before == 1
+    # Once for each role: the one it signs with, and the read-only callers' one.
+    calls = stand_in.stats()["assume_role_calls_by_role"]
+    assert {role: calls[role] - calls_before.get(role, 0) for role in calls} == ONE_CALL_PER_ROLE
+
+
+ONE_CALL_PER_ROLE = {fixed_credentials.ROLE_ARN: 1, fixed_credentials.READ_ONLY_ROLE_ARN: 1}
 
 
 def test_gunicorn_workers_share_the_credentials_resolved_before_they_fork():
@@ -60,4 +66,4 @@ def test_gunicorn_workers_share_the_credentials_resolved_before_they_fork():
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(ask, range(40)))
         assert statuses == [200] * 40
-        assert stand_in.stats()["assume_role_calls"] == 1
+        assert stand_in.stats()["assume_role_calls_by_role"] == ONE_CALL_PER_ROLE

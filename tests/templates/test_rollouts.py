@@ -28,7 +28,8 @@ def in_mode(value, mode):
     return value
 
 
-@pytest.mark.parametrize("logical_id", ["MlflowAccessRole", "InstanceMayAssumeMlflowAccessRole"])
+@pytest.mark.parametrize("logical_id", ["MlflowAccessRole", "MlflowReadOnlyRole",
+                                        "InstanceMayAssumeMlflowAccessRole"])
 def test_switching_mlflow_type_replaces_what_old_instances_sign_with(proxy, logical_id):
     """An in-place change would take the old ARN's permissions (or the right to assume the role)
     from instances still running until the rolling update replaces them; a replacement is deleted

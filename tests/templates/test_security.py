@@ -29,7 +29,11 @@ def policy_statements(resource):
     documents = [props["PolicyDocument"]] if "PolicyDocument" in props else []
     for policy in props.get("Policies", []):
         documents.extend(node["PolicyDocument"] for node in walk(policy) if "PolicyDocument" in node)
-    return [s for d in documents for s in as_list(d["Statement"])]
+    statements = [s for d in documents for s in as_list(d["Statement"])]
+    # A statement under Fn::If counts in either branch.
+    return [branch for s in statements
+            for branch in (s["Fn::If"][1:] if "Fn::If" in s else [s])
+            if branch != {"Ref": "AWS::NoValue"}]
 
 
 def launch_template_data(proxy):
@@ -302,14 +306,21 @@ def test_mlflow_app_function_may_change_only_its_own_stacks_apps(mlflow):
     on_apps = [s for s in statements if "mlflow-app/*" in str(s["Resource"])]
     this_stack = {"StringEquals": {f"aws:ResourceTag/{Owner.STACK_ID_TAG}": {"Ref": "AWS::StackId"}}}
     tagged_on_create = {"StringEquals": {f"aws:RequestTag/{Owner.STACK_ID_TAG}": {"Ref": "AWS::StackId"}}}
+    # Tag-on-create: AddTags only as part of CreateMlflowApp, and only with this stack's tag
+    # (sagemaker:TaggingAction, docs/security-iam.md).
+    within_create = {"StringEquals": {"sagemaker:TaggingAction": "CreateMlflowApp",
+                                      **tagged_on_create["StringEquals"]}}
     for statement in on_apps:
         actions = set(as_list(statement["Action"]))
         if actions & {"sagemaker:UpdateMlflowApp", "sagemaker:DeleteMlflowApp", "sagemaker:DeleteTags"}:
             assert statement.get("Condition") == this_stack, statement
         elif "sagemaker:CreateMlflowApp" in actions:
+            # AddTags beside it, under the request-tag condition alone, could stamp this stack's
+            # tag on any existing app, which the statement above would then let it change.
+            assert actions == {"sagemaker:CreateMlflowApp"}, statement
             assert statement.get("Condition") == tagged_on_create, statement
         elif "sagemaker:AddTags" in actions:
-            assert statement.get("Condition") == this_stack, statement
+            assert statement.get("Condition") in (this_stack, within_create), statement
         else:
             assert actions <= {"sagemaker:DescribeMlflowApp", "sagemaker:ListTags"}, statement
     # AddTags without a condition would let the function tag any app as its own.
@@ -318,6 +329,53 @@ def test_mlflow_app_function_may_change_only_its_own_stacks_apps(mlflow):
     granted = {a for s in on_apps for a in as_list(s["Action"])}
     assert {"sagemaker:CreateMlflowApp", "sagemaker:UpdateMlflowApp", "sagemaker:DeleteMlflowApp",
             "sagemaker:AddTags", "sagemaker:DeleteTags"} <= granted
+
+
+# The IAM action of each S3 call the proxy makes (Service Authorization Reference for Amazon S3:
+# the multipart calls are s3:PutObject, list_objects_v2 is s3:ListBucket, delete_objects is
+# s3:DeleteObject per key).
+S3_ACTION_OF_CALL = {
+    "get_object": "s3:GetObject",
+    "put_object": "s3:PutObject",
+    "create_multipart_upload": "s3:PutObject",
+    "upload_part": "s3:PutObject",
+    "complete_multipart_upload": "s3:PutObject",
+    "abort_multipart_upload": "s3:AbortMultipartUpload",
+    "list_objects_v2": "s3:ListBucket",
+    "delete_objects": "s3:DeleteObject",
+}
+
+
+def test_proxy_role_has_exactly_the_s3_actions_the_proxy_calls(proxy):
+    source = "\n".join(p.read_text() for p in (ROOT / "helpers/app/mlflow_proxy").glob("*.py"))
+    calls = set(re.findall(r"\b_s3\.(\w+)\(", source)) - {"get_paginator", "generate_presigned_url"}
+    calls |= set(re.findall(r'\bget_paginator\(\s*"(\w+)"', source))
+    calls |= set(re.findall(r'\bgenerate_presigned_url\(\s*"(\w+)"', source))
+    assert {"get_object", "put_object", "list_objects_v2"} <= calls, "the search for S3 calls broke"
+    assert calls <= S3_ACTION_OF_CALL.keys(), f"add {calls - S3_ACTION_OF_CALL.keys()} to the table"
+    needed = {S3_ACTION_OF_CALL[call] for call in calls}
+    role = proxy["Resources"]["MlflowAccessRole"]
+    granted = {a for s in policy_statements(role) for a in as_list(s["Action"]) if str(a).startswith("s3:")}
+    assert granted == needed
+
+
+# Lambda and EC2 assume these roles for this account's own functions and instances; the
+# services that act on a request (SageMaker, VPC Flow Logs) get the confused-deputy condition.
+NO_SOURCE_ACCOUNT_NEEDED = {"lambda.amazonaws.com", "ec2.amazonaws.com"}
+# AWS's MLflow set-up guide gives this trust no condition; one on a key the service might not
+# send would fail closed at CreateMlflowApp (docs/before-first-deploy.md#the-mlflow-service-role).
+SOURCE_ACCOUNT_UNDOCUMENTED = {"MlflowServiceRole"}
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_service_roles_are_assumed_only_for_this_account(templates, name):
+    for logical_id, role in resources_of_type(templates[name], "AWS::IAM::Role").items():
+        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            services = set(as_list(statement["Principal"].get("Service", [])))
+            if services - NO_SOURCE_ACCOUNT_NEEDED and logical_id not in SOURCE_ACCOUNT_UNDOCUMENTED:
+                assert statement.get("Condition") == {
+                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+                }, f"{name}: {logical_id} may be assumed by {services} for another account"
 
 
 def test_instance_role_holds_only_what_the_instance_does(proxy):
@@ -332,7 +390,8 @@ def test_instance_role_holds_only_what_the_instance_does(proxy):
         "lambda:GetLayerVersion": {"Ref": "ProxyBundle"},
         "cloudformation:SignalResource": {"Ref": "AWS::StackId"},
         "elasticloadbalancing:DescribeTargetHealth": "*",
-        "sts:AssumeRole": {"Fn::GetAtt": ["MlflowAccessRole", "Arn"]},
+        "sts:AssumeRole": [{"Fn::GetAtt": ["MlflowAccessRole", "Arn"]},
+                           {"Fn::GetAtt": ["MlflowReadOnlyRole", "Arn"]}],
     }
     managed = proxy["Resources"]["InstanceRole"]["Properties"]["ManagedPolicyArns"]
     assert managed == [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}]
@@ -393,7 +452,7 @@ def test_user_data_writes_the_proxy_environment_contract(proxy):
     names = {line.split("=")[0] for line in env_file.splitlines() if line}
     assert names == {
         "SM_MLFLOW_RESOURCE_ARN", "SM_MLFLOW_AWS_REGION", "SM_MLFLOW_ROLE_ARN",
-        "MLFLOW_PROXY_TOKENS_SECRET_ARN", "MLFLOW_PROXY_LOG_GROUP", "MLFLOW_PROXY_ARTIFACT_STORE_URI",
+        "SM_MLFLOW_READ_ONLY_ROLE_ARN", "MLFLOW_PROXY_TOKENS_SECRET_ARN", "MLFLOW_PROXY_LOG_GROUP", "MLFLOW_PROXY_ARTIFACT_STORE_URI",
     }
     assert "MLFLOW_PROXY_AUTH" not in script  # never an open proxy
 

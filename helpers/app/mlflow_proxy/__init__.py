@@ -18,7 +18,7 @@ from mlflow_proxy.access_log import Exchange
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
 from mlflow_proxy.artifacts import register_artifact_routes
 from mlflow_proxy.config import Config, ConfigError, load_config
-from mlflow_proxy.credentials import SigningCredentials
+from mlflow_proxy.credentials import READ_ONLY_ROLE_SESSION_NAME, SigningCredentials
 from mlflow_proxy.errors import PermissionDenied, Unauthenticated, register_error_handler
 from mlflow_proxy.forwarding import MLFLOW_PREFIXES, Upstream
 from mlflow_proxy.ui import PresignedUi, register_ui_route
@@ -37,7 +37,13 @@ def create_app(
     tokens = _caller_tokens(config, session)
     credentials = SigningCredentials(session, config.region, config.role_arn)
     credentials.warm_up()
-    upstream = Upstream(config, credentials)
+    read_only_credentials = credentials
+    if config.read_only_role_arn is not None:
+        read_only_credentials = SigningCredentials(
+            session, config.region, config.read_only_role_arn, READ_ONLY_ROLE_SESSION_NAME
+        )
+        read_only_credentials.warm_up()
+    upstream = Upstream(config, credentials, read_only_credentials)
 
     app = Flask(__name__, static_folder=None)  # no /static route: we serve no files
     app.url_map.strict_slashes = False
@@ -82,10 +88,10 @@ def create_app(
         return caller
 
     def forward(rest):
-        authorize()
+        caller = authorize()
         # The request itself, not the context-local proxy to it, which forward() would go
         # through ~25 times: 1.5% of the instructions of a small call (benchmarks/RESULTS.md).
-        return upstream.forward(request._get_current_object(), g.exchange)
+        return upstream.forward(request._get_current_object(), g.exchange, caller.read_only)
 
     if config.artifact_location is not None:
         # Registered before the catch-all forwarding rules, and more specific than them.

@@ -5,6 +5,7 @@
 | `SM_MLFLOW_RESOURCE_ARN` | (required) | tracking-server or MLflow App ARN; `:mlflow-app/` = serverless |
 | `SM_MLFLOW_AWS_REGION` | the ARN's region | region used to sign requests |
 | `SM_MLFLOW_ROLE_ARN` | (unset: default chain) | role assumed for signing; credentials cached and refreshed |
+| `SM_MLFLOW_READ_ONLY_ROLE_ARN` | (unset: read-only callers are signed as above) | role assumed, the same way, to sign read-only callers' requests: IAM refuses their writes too (docs/security-iam.md) |
 | `SM_MLFLOW_ENDPOINT_URL` | the mode's public endpoint | upstream base URL (VPC endpoint DNS name, local stand-in) |
 | `MLFLOW_PROXY_TOKENS` | | caller tokens as JSON (local use) |
 | `MLFLOW_PROXY_TOKENS_SECRET_ARN` | | Secrets Manager secret holding the caller tokens |
@@ -53,6 +54,7 @@ class Config:
     region: str
     endpoint_url: str  # no trailing slash
     role_arn: Optional[str]
+    read_only_role_arn: Optional[str]
     open_access: bool  # MLFLOW_PROXY_AUTH=none
     inline_tokens: tuple[tuple[str, Caller], ...] = field(repr=False)
     tokens_secret_arn: Optional[str]
@@ -103,13 +105,14 @@ def load_config(environ: Mapping[str, str]) -> Config:
             "fix it or unset it to use the ARN's region."
         )
 
-    role_arn = get("SM_MLFLOW_ROLE_ARN")
-    if role_arn is not None and not _ROLE_ARN.match(role_arn):
-        raise ConfigError(
-            f"SM_MLFLOW_ROLE_ARN={role_arn!r} is not an IAM role ARN "
-            "(arn:aws:iam::<account>:role/<name>): fix it or unset it to sign with the "
-            "default credential chain."
-        )
+    role_arn = _role_arn(
+        get, "SM_MLFLOW_ROLE_ARN", "unset it to sign with the default credential chain"
+    )
+    read_only_role_arn = _role_arn(
+        get,
+        "SM_MLFLOW_READ_ONLY_ROLE_ARN",
+        "unset it to sign read-only callers' requests like the others",
+    )
 
     endpoint_url = _endpoint_url(get("SM_MLFLOW_ENDPOINT_URL"), mode, region)
 
@@ -159,6 +162,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         region=region,
         endpoint_url=endpoint_url,
         role_arn=role_arn,
+        read_only_role_arn=read_only_role_arn,
         open_access=auth == "none",
         inline_tokens=inline_tokens,
         tokens_secret_arn=secret_arn,
@@ -173,6 +177,16 @@ def load_config(environ: Mapping[str, str]) -> Config:
             environ, "MLFLOW_PROXY_MAX_ARTIFACT_BYTES", DEFAULT_MAX_ARTIFACT_BYTES, int
         ),
     )
+
+
+def _role_arn(get, name: str, otherwise: str) -> Optional[str]:
+    value = get(name)
+    if value is not None and not _ROLE_ARN.match(value):
+        raise ConfigError(
+            f"{name}={value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>): "
+            f"fix it or {otherwise}."
+        )
+    return value
 
 
 def _endpoint_url(value: Optional[str], mode: str, region: str) -> str:

@@ -3,7 +3,9 @@
 Both are botocore's refreshable credentials, so an instance-profile or assumed-role credential is
 fetched once per lifetime and refreshed before it expires, not once per request. The AWS clients
 the proxy uses itself (S3 for artifacts, SageMaker's control plane for the UI) sign with the same
-credentials: one role for everything the proxy does.
+credentials: one role for everything the proxy does, except that read-only callers' MLflow
+requests are signed with a read-only role of their own when SM_MLFLOW_READ_ONLY_ROLE_ARN names
+one (docs/security-iam.md), assumed in the same way from the same source credentials.
 """
 
 import functools
@@ -28,13 +30,22 @@ from mlflow_proxy.errors import CredentialsUnavailable
 logger = logging.getLogger(__name__)
 
 ROLE_SESSION_NAME = "mlflow-proxy"
+# In CloudTrail, the read-only role's sessions say whose requests they signed.
+READ_ONLY_ROLE_SESSION_NAME = "mlflow-proxy-read-only"
 
 
 class SigningCredentials:
-    def __init__(self, session: botocore.session.Session, region: str, role_arn: Optional[str]):
+    def __init__(
+        self,
+        session: botocore.session.Session,
+        region: str,
+        role_arn: Optional[str],
+        role_session_name: str = ROLE_SESSION_NAME,
+    ):
         self._session = session
         self._region = region
         self._role_arn = role_arn
+        self._role_session_name = role_session_name
         self._lock = threading.Lock()
         self._credentials: Optional[Credentials] = None
 
@@ -96,7 +107,7 @@ class SigningCredentials:
             client_creator=functools.partial(self._session.create_client, region_name=self._region),
             source_credentials=source,
             role_arn=self._role_arn,
-            extra_args={"RoleSessionName": ROLE_SESSION_NAME},
+            extra_args={"RoleSessionName": self._role_session_name},
         )
         return DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"

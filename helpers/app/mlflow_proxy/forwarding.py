@@ -83,9 +83,17 @@ def _end_to_end(headers) -> list[tuple[str, str]]:
 class Upstream:
     """SageMaker's MLflow endpoint, as configured: one connection pool per process."""
 
-    def __init__(self, config: Config, credentials: SigningCredentials):
+    def __init__(
+        self,
+        config: Config,
+        credentials: SigningCredentials,
+        read_only_credentials: Optional[SigningCredentials] = None,
+    ):
         self._config = config
         self._credentials = credentials
+        # Read-only callers' requests are signed with these, so that IAM refuses what our
+        # allow-list let through by mistake (docs/security-iam.md).
+        self._read_only_credentials = read_only_credentials or credentials
         self._service = signing.SERVICE_NAMES[config.mode]
         self._routing_header = signing.ROUTING_HEADERS[config.mode]
         self._timeout = urllib3.Timeout(
@@ -101,7 +109,7 @@ class Upstream:
             UriMapping(config.artifact_location) if config.artifact_location else None
         )
 
-    def forward(self, request: Request, exchange: Exchange) -> Response:
+    def forward(self, request: Request, exchange: Exchange, read_only: bool = False) -> Response:
         path = self._path_and_query(request)
         url = self._config.endpoint_url + path  # what is signed
         target = self._base_path + path  # what is sent, to the pool's host
@@ -129,7 +137,7 @@ class Upstream:
                 url,
                 headers,
                 body_sha256,
-                self._credentials.current(),
+                (self._read_only_credentials if read_only else self._credentials).current(),
                 self._service,
                 self._config.region,
             )

@@ -125,3 +125,18 @@ def test_stats_count_assume_role_calls(sts_emulator):
     )
     after = json.load(urllib.request.urlopen(sts_emulator.url + "/__stand-in/stats"))
     assert after["assume_role_calls"] == before["assume_role_calls"] + 1
+
+
+def test_the_read_only_role_is_assumed_and_counted_on_its_own(sts_emulator):
+    role = fixed_credentials.READ_ONLY_ROLE_ARN
+    before = json.load(urllib.request.urlopen(sts_emulator.url + "/__stand-in/stats"))
+    answer = sts_client(sts_emulator.url).assume_role(RoleArn=role, RoleSessionName="reader")
+    assert answer["AssumedRoleUser"]["Arn"].endswith(
+        ":assumed-role/mlflow-proxy-stand-in-read-only/reader"
+    )
+    after = json.load(urllib.request.urlopen(sts_emulator.url + "/__stand-in/stats"))
+    by_role_before = before["assume_role_calls_by_role"]
+    assert after["assume_role_calls_by_role"] == {
+        **by_role_before,
+        role: by_role_before.get(role, 0) + 1,
+    }

@@ -209,3 +209,85 @@ def test_unsigned_security_token_is_refused(emulator):
     request = signed_for(emulator, credentials=temporary)
     result = send(request, extra_headers={"X-Amz-Security-Token": issued["SessionToken"]})
     assert_refused(result, "IncompleteSignatureException", "x-amz-security-token")
+
+
+def role_credentials(role_arn):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    issued = emulated_sts.issue_credentials(900, now, role_arn, "unit-test")
+    return Credentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"])
+
+
+READ_ONLY = fixed_credentials.READ_ONLY_ROLE_ARN
+CREATE_RUN = ("/api/2.0/mlflow/runs/create", b'{"experiment_id": "0"}')
+
+
+@pytest.fixture(scope="module")
+def tracking_emulator(mlflow_double):
+    app = SageMakerEmulator("tracking", mlflow_double.url)
+    with serving(app) as url:
+        app.url = url
+        yield app
+
+
+def test_a_read_only_role_writing_to_a_tracking_server_gets_awss_403(
+    tracking_emulator, mlflow_double
+):
+    received_before = len(mlflow_double.received)
+    path, body = CREATE_RUN
+    result = send(
+        signed_for(tracking_emulator, path, body=body, credentials=role_credentials(READ_ONLY))
+    )
+    assert_refused(
+        result,
+        "AccessDeniedException",
+        "User: arn:aws:sts::123456789012:assumed-role/mlflow-proxy-stand-in-read-only/unit-test "
+        "is not authorized to perform: sagemaker-mlflow:CreateRun on resource: "
+        f"{fixed_credentials.TRACKING_SERVER_ARN} because no identity-based policy allows the "
+        "sagemaker-mlflow:CreateRun action",
+    )
+    assert len(mlflow_double.received) == received_before  # nothing reached MLflow
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/api/2.0/mlflow/runs/search", b"{}"),
+        ("GET", "/api/2.0/mlflow/runs/get?run_id=r1", b""),
+        ("GET", "/ajax-api/2.0/mlflow/traces/tr-1/info", b""),
+    ],
+)
+def test_a_read_only_role_reads_a_tracking_server(tracking_emulator, method, path, body):
+    request = signed_for(
+        tracking_emulator, path, method=method, body=body, credentials=role_credentials(READ_ONLY)
+    )
+    assert send(request)[0] == 200
+
+
+def test_a_call_with_no_documented_action_needs_every_action(tracking_emulator):
+    # What AWS checks for these is undocumented; only sagemaker-mlflow:* surely allows them.
+    path, body = "/api/3.0/mlflow/datasets/search", b"{}"
+    refused = send(
+        signed_for(tracking_emulator, path, body=body, credentials=role_credentials(READ_ONLY))
+    )
+    assert_refused(refused, "AccessDeniedException", "sagemaker-mlflow:UndocumentedAction")
+    allowed = signed_for(
+        tracking_emulator, path, body=body, credentials=role_credentials(fixed_credentials.ROLE_ARN)
+    )
+    assert send(allowed)[0] == 200
+
+
+def test_the_read_write_role_and_the_long_term_key_may_write(tracking_emulator):
+    path, body = CREATE_RUN
+    for credentials in (role_credentials(fixed_credentials.ROLE_ARN), None):
+        kwargs = {"credentials": credentials} if credentials else {}
+        assert send(signed_for(tracking_emulator, path, body=body, **kwargs))[0] == 200
+
+
+def test_an_mlflow_app_cannot_tell_a_read_only_role_from_a_writer(mlflow_double):
+    # sagemaker:CallMlflowAppApi is the one action for every call: IAM lets the write through.
+    app = SageMakerEmulator("serverless", mlflow_double.url)
+    path, body = CREATE_RUN
+    with serving(app) as url:
+        app.url = url
+        result = send(signed_for(app, path, body=body, credentials=role_credentials(READ_ONLY)))
+    assert result[0] == 200

@@ -16,6 +16,7 @@ def test_tracking_server_defaults():
     assert config.region == "us-west-2"
     assert config.endpoint_url == "https://us-west-2.experiments.sagemaker.aws"
     assert config.role_arn is None
+    assert config.read_only_role_arn is None
     assert not config.open_access
     assert config.tokens_refresh_seconds == 300
     assert config.max_body_bytes > 0
@@ -45,6 +46,7 @@ def test_explicit_values_win():
             "SM_MLFLOW_AWS_REGION": "us-east-1",
             "SM_MLFLOW_ENDPOINT_URL": "https://vpce-0abc.experiments.sagemaker.aws/",
             "SM_MLFLOW_ROLE_ARN": "arn:aws:iam::123456789012:role/mlflow-proxy",
+            "SM_MLFLOW_READ_ONLY_ROLE_ARN": "arn:aws:iam::123456789012:role/mlflow-reader",
             "MLFLOW_PROXY_MAX_BODY_BYTES": "2048",
             "MLFLOW_PROXY_READ_TIMEOUT_SECONDS": "2.5",
         }
@@ -52,6 +54,7 @@ def test_explicit_values_win():
     assert config.region == "us-east-1"
     assert config.endpoint_url == "https://vpce-0abc.experiments.sagemaker.aws"
     assert config.role_arn == "arn:aws:iam::123456789012:role/mlflow-proxy"
+    assert config.read_only_role_arn == "arn:aws:iam::123456789012:role/mlflow-reader"
     assert config.max_body_bytes == 2048
     assert config.read_timeout_seconds == 2.5
 
@@ -84,6 +87,10 @@ def test_open_proxy_is_an_explicit_choice():
         ),
         ({"SM_MLFLOW_AWS_REGION": "Oregon"}, "SM_MLFLOW_AWS_REGION"),
         ({"SM_MLFLOW_ROLE_ARN": "mlflow-proxy"}, "SM_MLFLOW_ROLE_ARN"),
+        (
+            {"SM_MLFLOW_READ_ONLY_ROLE_ARN": "arn:aws:iam::1234:role/r"},
+            "SM_MLFLOW_READ_ONLY_ROLE_ARN",
+        ),
         ({"SM_MLFLOW_ENDPOINT_URL": "ftp://example.com"}, "SM_MLFLOW_ENDPOINT_URL"),
         ({"SM_MLFLOW_ENDPOINT_URL": "us-west-2.experiments"}, "SM_MLFLOW_ENDPOINT_URL"),
         ({"SM_MLFLOW_ENDPOINT_URL": "https://h/?a=1"}, "SM_MLFLOW_ENDPOINT_URL"),

@@ -1,4 +1,5 @@
-"""Signing credentials: the default chain, or an assumed role cached for its lifetime.
+"""Signing credentials: the default chain, or an assumed role cached for its lifetime, and the
+read-only role read-only callers' requests are signed with.
 
 A small fake STS (the AssumeRole query API, as botocore's service model describes its answer)
 counts the calls; botocore reaches it through AWS_ENDPOINT_URL_STS, as on a real machine.
@@ -11,11 +12,13 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from proxy_support import ACCESS_KEY, WRITER, serve_in_thread
+from proxy_support import ACCESS_KEY, READER, WRITER, serve_in_thread
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/mlflow-proxy-signer"
 ASSUMED_KEY = "ASIAFAKEASSUMEDKEY01"
 ASSUMED_TOKEN = "fake-session-token-for-the-assumed-role"
+READ_ONLY_ROLE_ARN = "arn:aws:iam::123456789012:role/mlflow-proxy-reader"
+READ_ONLY_KEY = "ASIAFAKEREADONLYKEY1"
 
 
 class FakeSts:
@@ -37,10 +40,11 @@ class FakeSts:
                 environ, start_response
             )
         expiration = datetime.datetime.now(datetime.timezone.utc) + self.lifetime
+        key = READ_ONLY_KEY if self.calls[-1]["RoleArn"] == [READ_ONLY_ROLE_ARN] else ASSUMED_KEY
         body = f"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>
     <Credentials>
-      <AccessKeyId>{ASSUMED_KEY}</AccessKeyId>
+      <AccessKeyId>{key}</AccessKeyId>
       <SecretAccessKey>fake-assumed-secret-key</SecretAccessKey>
       <SessionToken>{ASSUMED_TOKEN}</SessionToken>
       <Expiration>{expiration.strftime("%Y-%m-%dT%H:%M:%SZ")}</Expiration>
@@ -133,3 +137,37 @@ def test_the_proxys_own_aws_calls_use_the_same_assumed_role(
     for sent in upstream.requests:
         assert f"Credential={ASSUMED_KEY}/" in sent.header("Authorization")
         assert sent.header("X-Amz-Security-Token") == ASSUMED_TOKEN
+
+
+def test_read_only_callers_are_signed_with_the_read_only_role(
+    fake_sts, start_proxy, proxy_env, upstream
+):
+    roles = {"SM_MLFLOW_ROLE_ARN": ROLE_ARN, "SM_MLFLOW_READ_ONLY_ROLE_ARN": READ_ONLY_ROLE_ARN}
+    url = start_proxy({**proxy_env, **roles})
+    # Both assumed at start-up, before gunicorn forks, each under its own session name.
+    assert {c["RoleArn"][0]: c["RoleSessionName"][0] for c in fake_sts.calls} == {
+        ROLE_ARN: "mlflow-proxy",
+        READ_ONLY_ROLE_ARN: "mlflow-proxy-read-only",
+    }
+    for _ in range(3):
+        assert requests.get(url + "/api/2.0/mlflow/runs/get", headers=READER).status_code == 200
+        search = requests.post(url + "/api/2.0/mlflow/runs/search", json={}, headers=READER)
+        assert search.status_code == 200
+        assert requests.get(url + "/api/2.0/mlflow/runs/get", headers=WRITER).status_code == 200
+    signed_with = [
+        sent.header("Authorization").split("Credential=")[1][:20] for sent in upstream.requests
+    ]
+    assert signed_with == [READ_ONLY_KEY, READ_ONLY_KEY, ASSUMED_KEY] * 3
+    assert len(fake_sts.calls) == 2  # once per role, not per request
+
+
+def test_the_read_only_role_is_assumed_from_the_default_chain_too(
+    fake_sts, start_proxy, proxy_env, upstream
+):
+    url = start_proxy({**proxy_env, "SM_MLFLOW_READ_ONLY_ROLE_ARN": READ_ONLY_ROLE_ARN})
+    requests.get(url + "/api/2.0/mlflow/runs/get", headers=READER)
+    requests.get(url + "/api/2.0/mlflow/runs/get", headers=WRITER)
+    reader_request, writer_request = upstream.requests
+    assert f"Credential={READ_ONLY_KEY}/" in reader_request.header("Authorization")
+    assert f"Credential={ACCESS_KEY}/" in writer_request.header("Authorization")
+    assert writer_request.header("X-Amz-Security-Token") is None
