@@ -44,18 +44,18 @@ define build_venv
 endef
 
 $(VENV)/.installed: requirements/dev.txt helpers/app/requirements.txt
-	$(call build_venv,$(VENV),$(PYTHON),mlflow/pytest/moto/cfn-lint for the demo and the tests,4 minutes,\
+	$(call build_venv,$(VENV),$(PYTHON),mlflow/pytest/moto/cfn-lint for the demo and the tests,5 minutes,\
 	    -r requirements/dev.txt -c <(grep -v '^gunicorn' helpers/app/requirements.txt))
 
 $(PROXY_VENV)/.installed: helpers/app/requirements.txt
-	$(call build_venv,$(PROXY_VENV),$(PROXY_PYTHON),the proxy's runtime,30 seconds,\
+	$(call build_venv,$(PROXY_VENV),$(PROXY_PYTHON),the proxy's runtime,1 minute,\
 	    -r helpers/app/requirements.txt)
 
 $(SAM_VENV)/.installed: requirements/sam.txt
-	$(call build_venv,$(SAM_VENV),$(PYTHON),AWS SAM CLI,2 minutes,-r requirements/sam.txt)
+	$(call build_venv,$(SAM_VENV),$(PYTHON),AWS SAM CLI,2 to 8 minutes,-r requirements/sam.txt)
 
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt
-	$(call build_venv,$(CHECKOV_VENV),$(PYTHON),checkov,2 minutes,-r requirements/checkov.txt)
+	$(call build_venv,$(CHECKOV_VENV),$(PYTHON),checkov,2 to 10 minutes,-r requirements/checkov.txt)
 
 $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
 	$(call build_venv,$(TASKCAT_VENV),$(PYTHON),taskcat,1 minute,-r requirements/taskcat.txt)

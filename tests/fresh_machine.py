@@ -1,7 +1,7 @@
 """What a fresh machine has, for the checks that keep the tests passing on one.
 
-A fresh machine has the checkout, the virtualenvs the Makefile builds in it, the Pythons they
-were built from, the base system in /usr/bin and /bin, and the temporary files the tests make.
+A fresh machine has the checkout, the virtualenvs the Makefile builds in it, the Pythons the
+README asks for and those the virtualenvs were built from, the base system in /usr/bin and /bin, and the temporary files the tests make.
 A test that starts anything else (nginx in /usr/sbin, a tool installed by hand in /usr/local)
 passes only where someone installed it: tests/conftest.py refuses to start it.
 """
@@ -15,11 +15,17 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_SYSTEM = (Path("/usr/bin"), Path("/bin"))
+REQUIRED_PYTHONS = ("python3.11", "python3.12", "python3.13")
 
 
 def _python_homes() -> set:
-    """The bin directories of the Pythons the checkout's virtualenvs were made from."""
+    """The bin directories of the Pythons the README asks for (pyenv's shims among them) and of
+    those the checkout's virtualenvs were made from."""
     homes = {Path(sys.base_prefix) / "bin"}
+    for name in REQUIRED_PYTHONS:
+        found = shutil.which(name)
+        if found:
+            homes.add(Path(found).parent)
     for config in REPO.glob(".venv*/pyvenv.cfg"):
         for line in config.read_text().splitlines():
             key, _, value = line.partition("=")
