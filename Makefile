@@ -58,7 +58,7 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(call build_venv,$(CHECKOV_VENV),$(PYTHON),checkov,2 to 10 minutes,-r requirements/checkov.txt)
 
 $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
-	$(call build_venv,$(TASKCAT_VENV),$(PYTHON),taskcat,1 minute,-r requirements/taskcat.txt)
+	$(call build_venv,$(TASKCAT_VENV),$(PYTHON),taskcat,1 to 10 minutes,-r requirements/taskcat.txt)
 
 venv: $(VENV)/.installed $(PROXY_VENV)/.installed
 tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.installed
@@ -75,7 +75,7 @@ demo: venv
 TEST_PATH := $(CURDIR)/$(VENV)/bin:$(shell for program in $(PYTHON) $(PROXY_PYTHON) python3.13 pyenv; do \
     found=$$(command -v $$program) && dirname "$$found"; done | awk '!seen[$$0]++' | paste -sd: -):/usr/bin:/bin
 test: venv tools
-	@echo "==> running every test, in a shuffled order (about 6 minutes; sam build and mlflow server are the slow parts)..."
+	@echo "==> running every test, in a shuffled order (5 to 20 minutes, with the machine's load; sam build and mlflow server are the slow parts)..."
 	PATH="$(TEST_PATH)" $(VENV)/bin/pytest -p randomly tests
 
 test-unit: venv
