@@ -12,7 +12,7 @@ MODE ?= tracking
 DEMO_ARGS ?=
 
 # aws-sam-cli, checkov and taskcat pin jsonschema/boto3 differently from each other and from
-# mlflow: each gets its own virtualenv (REFERENCE.md, "Tooling on these machines").
+# mlflow: each gets its own virtualenv (docs/aws-facts.md#tooling).
 VENV := .venv
 PROXY_VENV := .venv-proxy
 SAM_VENV := .venv-sam
@@ -31,32 +31,35 @@ help:
 	@echo "make test   run every test and gate CI runs"
 	@echo "make bench  measure the proxy (not part of make test)"
 
+# $(call build_venv,directory,python,what it holds,about how long the first time,pip arguments)
+# pip prints one line per package it collects, so a first run that downloads for minutes shows
+# that it is moving; later runs find the virtualenv built and skip this.
+define build_venv
+	@echo "==> building $(1), $(3) (about $(4) the first time)..."
+	@SECONDS=0; set -o pipefail; rm -rf $(1) && $(2) -m venv $(1) && \
+	    $(1)/bin/pip install --disable-pip-version-check --progress-bar off $(5) \
+	    | { grep --line-buffered -E '^(Collecting|Installing collected)' || true; } \
+	    | sed -u -e 's/^Collecting \([^ ]*\).*/    collecting \1/' -e 's/^Installing.*/    installing.../' && \
+	    echo "    $(1) built in $$SECONDS s"
+	@touch $(1)/.installed
+endef
+
 $(VENV)/.installed: requirements/dev.txt helpers/app/requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	grep -v '^gunicorn' helpers/app/requirements.txt > $(VENV)/proxy-constraints.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt \
-	    -c $(VENV)/proxy-constraints.txt
-	touch $@
+	$(call build_venv,$(VENV),$(PYTHON),mlflow/pytest/moto/cfn-lint for the demo and the tests,5 minutes,\
+	    -r requirements/dev.txt -c <(grep -v '^gunicorn' helpers/app/requirements.txt))
 
 $(PROXY_VENV)/.installed: helpers/app/requirements.txt
-	$(PROXY_PYTHON) -m venv $(PROXY_VENV)
-	$(PROXY_VENV)/bin/pip install --quiet --disable-pip-version-check -r helpers/app/requirements.txt
-	touch $@
+	$(call build_venv,$(PROXY_VENV),$(PROXY_PYTHON),the proxy's runtime,1 minute,\
+	    -r helpers/app/requirements.txt)
 
 $(SAM_VENV)/.installed: requirements/sam.txt
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
-	touch $@
+	$(call build_venv,$(SAM_VENV),$(PYTHON),AWS SAM CLI,2 to 8 minutes,-r requirements/sam.txt)
 
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
-	touch $@
+	$(call build_venv,$(CHECKOV_VENV),$(PYTHON),checkov,2 to 10 minutes,-r requirements/checkov.txt)
 
 $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
-	$(PYTHON) -m venv $(TASKCAT_VENV)
-	$(TASKCAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/taskcat.txt
-	touch $@
+	$(call build_venv,$(TASKCAT_VENV),$(PYTHON),taskcat,1 to 10 minutes,-r requirements/taskcat.txt)
 
 venv: $(VENV)/.installed $(PROXY_VENV)/.installed
 tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.installed
@@ -74,8 +77,15 @@ smoke: venv
 	    $(if $(URL),--url $(URL)) $(if $(TOKEN),--token $(TOKEN)) \
 	    $(if $(READ_ONLY_TOKEN),--read-only-token $(READ_ONLY_TOKEN))
 
+# The whole suite as CI runs it, as a fresh machine would: in an order shuffled by pytest-randomly
+# (the seed is printed at the top; `-p randomly --randomly-seed=N` repeats an order), and with a
+# PATH of the checkout's virtualenvs, the Pythons and /usr/bin:/bin only (tests/conftest.py also
+# refuses any program started from elsewhere, such as /usr/sbin/nginx).
+TEST_PATH := $(CURDIR)/$(VENV)/bin:$(shell for program in $(PYTHON) $(PROXY_PYTHON) python3.13 pyenv; do \
+    found=$$(command -v $$program) && dirname "$$found"; done | awk '!seen[$$0]++' | paste -sd: -):/usr/bin:/bin
 test: venv tools
-	$(VENV)/bin/pytest tests
+	@echo "==> running every test, in a shuffled order (5 to 20 minutes, with the machine's load; sam build and mlflow server are the slow parts)..."
+	PATH="$(TEST_PATH)" $(VENV)/bin/pytest -p randomly tests
 
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit

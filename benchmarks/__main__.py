@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 from benchmarks import measurements
-from benchmarks.fast_upstream import TrivialUpstreamStandIn
+from benchmarks.fast_upstream import NginxUpstreamStandIn
 from benchmarks.measured_stand_in import MeasuredStandIn
 from local.stand_in import PROXY_APP_DIR, PROXY_PYTHON
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         rows += measurements.sts_calls(stand_in, proxied)
         rows += measurements.artifact_memory(stand_in)
     print("Measuring against a trivially fast upstream ...", file=sys.stderr)
-    with TrivialUpstreamStandIn(args.mode) as stand_in:
+    with NginxUpstreamStandIn(args.mode) as stand_in:
         rows += measurements.ceiling(stand_in, 32, args.seconds, args.calls)
         rows += measurements.peak_memory(stand_in)
 

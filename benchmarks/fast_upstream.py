@@ -1,14 +1,18 @@
-"""A trivially fast upstream for the proxy, and nginx as a reverse-proxy reference in front of it.
+"""A trivially fast upstream for the proxy, in two builds.
 
-One nginx (Debian's package) plays both parts, in two server blocks:
-- the upstream, on the port the stand-in gives its emulator: it answers any MLflow call with a
-  small fixed experiment, streams a 1 GiB artifact (a sparse file: no disk, no page of ours),
-  and reads and drops request bodies of any size. It checks no signature.
-- the reference: a plain, non-signing reverse proxy to that upstream with keep-alive
-  connections, what "a proxy that costs nothing" looks like on this machine.
+Both stand where the emulator would, on its port: they answer any MLflow call with a small fixed
+experiment, stream a 1 GiB artifact, and read and drop request bodies of any size. They check no
+signature.
 
-TrivialUpstreamStandIn starts it in place of the emulator, with the proxy in front, through
-local/stand_in.py's life cycle (ports, logs, health waits, clean-up).
+- TrivialUpstreamStandIn: a WSGI app under the emulator's gunicorn, from .venv alone. The tests
+  use it (tests/reliability), so that they need nothing the Makefile does not install.
+- NginxUpstreamStandIn: one nginx (Debian's package; `make bench` installs it) in two server
+  blocks: the upstream, as fast as this machine allows (the artifact is a sparse file sent with
+  sendfile), and a reference, a plain non-signing reverse proxy to it with keep-alive
+  connections: what "a proxy that costs nothing" looks like here. The benchmarks use it.
+
+Each starts through local/stand_in.py's life cycle (ports, logs, health waits, clean-up), with the
+proxy in front.
 """
 
 import getpass
@@ -25,6 +29,44 @@ SMALL_ANSWER = (
     '{"experiment": {"experiment_id": "0", "name": "Default", '
     '"artifact_location": "s3://bucket/0", "lifecycle_stage": "active"}}'
 )
+
+
+ZEROS = bytes(1024 * 1024)
+
+
+def trivial_upstream(environ, start_response):
+    """The WSGI app of TrivialUpstreamStandIn."""
+    body = environ["wsgi.input"]
+    while body.read(len(ZEROS)):
+        pass
+    if environ["PATH_INFO"] == BIG_ARTIFACT_PATH:
+        headers = [("Content-Type", "application/octet-stream")]
+        headers.append(("Content-Length", str(BIG_ARTIFACT_BYTES)))
+        start_response("200 OK", headers)
+        return (ZEROS for _ in range(BIG_ARTIFACT_BYTES // len(ZEROS)))
+    answer = SMALL_ANSWER.encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
+    )
+    return [answer]
+
+
+class TrivialUpstreamStandIn(MeasuredStandIn):
+    """The proxy in front of trivial_upstream, run like the emulator."""
+
+    PARTS = ("emulator", "proxy")  # no mlflow server, no S3: the upstream answers by itself
+
+    def __init__(self, mode: str = "tracking", **options):
+        # No artifact store: the proxy forwards artifact calls (to the big artifact here) instead
+        # of serving them from S3 itself.
+        proxy_env = {**options.pop("proxy_env", {}), "MLFLOW_PROXY_ARTIFACT_STORE_URI": ""}
+        super().__init__(mode, proxy_env=proxy_env, **options)
+
+    def _command(self, part: str) -> list:
+        command = super()._command(part)
+        if part == "emulator":
+            command[-1] = "benchmarks.fast_upstream:trivial_upstream"
+        return command
 
 
 class NginxMissing(RuntimeError):
@@ -94,19 +136,14 @@ http {{
 """
 
 
-class TrivialUpstreamStandIn(MeasuredStandIn):
+class NginxUpstreamStandIn(TrivialUpstreamStandIn):
     """The proxy in front of nginx's trivially fast upstream; nginx's reference on `nginx_url`."""
-
-    PARTS = ("emulator", "proxy")  # nginx is the proxy's upstream, where the emulator would be
 
     def __init__(self, mode: str = "tracking", **options):
         nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
         if nginx is None:
-            raise NginxMissing("nginx is not installed: apt-get install -y nginx")
-        # No artifact store: the proxy forwards artifact calls (to the big artifact here) instead
-        # of serving them from S3 itself.
-        proxy_env = {**options.pop("proxy_env", {}), "MLFLOW_PROXY_ARTIFACT_STORE_URI": ""}
-        super().__init__(mode, proxy_env=proxy_env, **options)
+            raise NginxMissing("nginx is not installed: `make bench` installs it")
+        super().__init__(mode, **options)
         self._nginx = nginx
         self.ports["nginx"] = free_port()
 

@@ -2,7 +2,7 @@
 
 Starts mlflow server, the SageMaker emulator (with STS) and the proxy on loopback, runs a short
 MLflow client workload through the proxy with a token, prints how to point your own client at
-it, and runs until Ctrl-C.
+it, and runs until Ctrl-C. The logs stay in local/.run/<mode>/ after it stopped.
 """
 
 import argparse
@@ -11,7 +11,16 @@ import signal
 import sys
 import traceback
 
-from local.stand_in import StandIn
+from local.stand_in import REPO_ROOT, StandIn
+
+LOG_DIR = REPO_ROOT / "local" / ".run"
+LOGS_HEADING = "Logs (kept after the demo stops):"
+LOG_NAMES = {
+    "proxy": "proxy (access log)",
+    "emulator": "SageMaker stand-in",
+    "mlflow": "mlflow server",
+    "s3": "S3 (moto)",
+}
 
 
 def parse_args(argv):
@@ -48,11 +57,19 @@ def main(argv=None) -> int:
         flush=True,
     )
     try:
-        with StandIn(args.mode, assume_role=True, proxy_port=args.port) as stand_in:
+        with StandIn(
+            args.mode, assume_role=True, proxy_port=args.port, log_dir=LOG_DIR / args.mode
+        ) as stand_in:
             print(f"  proxy            {stand_in.proxy_url}")
             print(f"  stand-in         {stand_in.emulator_url}  ({stand_in.resource_arn})")
             print(f"  mlflow server    {stand_in.mlflow_url}")
-            print(f"  S3 (moto)        {stand_in.s3_url}", flush=True)
+            print(f"  S3 (moto)        {stand_in.s3_url}")
+            print(f"  read-write token {stand_in.token}")
+            print(f"  read-only token  {stand_in.read_only_token}  (reads only: a write gets 403)")
+            print(LOGS_HEADING)
+            for part in stand_in.PARTS:
+                print(f"  {LOG_NAMES[part]:<21}{stand_in.log_path(part).relative_to(REPO_ROOT)}")
+            sys.stdout.flush()
 
             # The MLflow client reads these at each request; it is what a user sets, too.
             os.environ["MLFLOW_TRACKING_URI"] = stand_in.proxy_url
@@ -60,15 +77,15 @@ def main(argv=None) -> int:
             # A broken chain should fail the demo in seconds, not after minutes of retries.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
             passed = run_workload_and_report(stand_in)
+            if args.exit_after_workload or not passed:
+                return 0 if passed else 1
 
             print("\nTo use the running proxy from your own MLflow client:")
             print(f"  export MLFLOW_TRACKING_URI={stand_in.proxy_url}")
             print(f"  export MLFLOW_TRACKING_TOKEN={stand_in.token}")
             print(f"The MLflow UI, through the proxy: {stand_in.proxy_url}/ui")
             print("  (a browser asks for a user name and password: any name, the token)")
-            print(f"Artifacts are kept in {stand_in.artifact_store_uri} on the local S3.", flush=True)
-            if args.exit_after_workload or not passed:
-                return 0 if passed else 1
+            print(f"Artifacts are kept in {stand_in.artifact_store_uri} on the local S3.")
             print("\nRunning; press Ctrl-C to stop.", flush=True)
             signal.pause()
     except KeyboardInterrupt:

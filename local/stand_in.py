@@ -77,6 +77,7 @@ class StandIn:
         proxy_port: int = 0,
         proxy_workers: Optional[int] = 1,
         proxy_app: str = "mlflow_proxy:create_app()",
+        log_dir: Optional[Path] = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -101,6 +102,9 @@ class StandIn:
         }
         self.processes: dict = {}
         self._workdir: Optional[tempfile.TemporaryDirectory] = None
+        # None: the logs go with the rest into the temporary workdir, removed at the end. The
+        # demo keeps them in a folder of its own, to be read after it stopped.
+        self._log_dir = log_dir
 
     # -- where things are -------------------------------------------------------------------
 
@@ -128,7 +132,7 @@ class StandIn:
         return Path(self._workdir.name)
 
     def log_path(self, part: str) -> Path:
-        return self.workdir / f"{part}.log"
+        return (self._log_dir or self.workdir) / f"{part}.log"
 
     def stats(self) -> dict:
         """The emulator's counters, e.g. {"assume_role_calls": 1}."""
@@ -146,6 +150,10 @@ class StandIn:
 
     def start_all(self) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix=f"mlflow-stand-in-{self.mode}-")
+        if self._log_dir is not None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            for part in self.PARTS:  # a new run, new logs: parts restarted later append
+                self.log_path(part).unlink(missing_ok=True)
         try:
             # All start at once (mlflow server is the slow one), then each is awaited.
             for part in self.PARTS:

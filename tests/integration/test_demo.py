@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from local import fixed_credentials
+from local.demo import LOG_NAMES, LOGS_HEADING
 from local.stand_in import REPO_ROOT, StandIn
 
 pytestmark = pytest.mark.slow
@@ -55,21 +57,40 @@ def printed_settings(output):
     return uri.group(1), token.group(1)
 
 
+def printed_logs(output):
+    """{part: path} of the logs the demo says it keeps."""
+    logs = {}
+    _, _, listed = output.partition(LOGS_HEADING)
+    for part, name in LOG_NAMES.items():
+        found = re.search(rf"^  {re.escape(name)} +(\S+)$", listed, re.M)
+        assert found, output
+        logs[part] = REPO_ROOT / found.group(1)
+    return logs
+
+
 def listening(port):
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_demo_runs_the_workload_and_prints_the_client_settings():
+def test_demo_runs_the_workload_and_prints_both_tokens_and_where_its_logs_stay():
     with demo("--mode", "serverless", "--exit-after-workload") as process:
         output = process.stdout.read()
         returncode = process.wait()
 
     assert returncode == 0, output
-    _, token = printed_settings(output)
-    assert token == "demo-token-read-write"
     assert "with alias 'champion'" in output
     assert "mlflow-app/" in output
+    assert re.search(rf"^  read-write token {fixed_credentials.DEMO_TOKEN}$", output, re.M)
+    assert re.search(rf"^  read-only token  {fixed_credentials.READ_ONLY_TOKEN} ", output, re.M)
+    # The proxy has stopped: nothing may suggest pointing a client at it.
+    assert "export MLFLOW_TRACKING" not in output
+    assert "running proxy" not in output
+    logs = printed_logs(output)
+    assert all(path.is_relative_to(REPO_ROOT / "local" / ".run") for path in logs.values())
+    assert all(path.stat().st_size > 0 for path in logs.values()), logs
+    # The workload's calls are in the proxy's access log.
+    assert "/api/2.0/mlflow/experiments/create" in logs["proxy"].read_text()
 
 
 def test_demo_stops_every_process_on_ctrl_c():
@@ -81,6 +102,9 @@ def test_demo_stops_every_process_on_ctrl_c():
                 break
         output = "".join(lines)
         assert "press Ctrl-C" in output, output
+        uri, token = printed_settings(output)
+        assert token == fixed_credentials.DEMO_TOKEN
+        assert uri == re.search(r"^  proxy +(\S+)$", output, re.M).group(1)
         ports = [int(port) for port in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
         assert len(set(ports)) == len(StandIn.PARTS), output  # S3, mlflow, emulator, proxy
         assert all(listening(port) for port in set(ports))

@@ -4,6 +4,7 @@ starts from it under Python 3.12 with nothing installed, the way the systemd uni
 import hashlib
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -105,7 +106,10 @@ def clean_python_3_12(tmp_path_factory):
 def test_proxy_starts_from_the_bundle_under_python_3_12_and_answers_health(
     proxy_bundle, clean_python_3_12, tmp_path
 ):
-    command, environment = unit_command_and_environment(proxy_bundle)
+    # Python writes bytecode beside what it imports: a copy keeps the shared bundle as built
+    # for the tests that compare or inspect it, whichever order they run in.
+    bundle = shutil.copytree(proxy_bundle, tmp_path / "bundle")
+    command, environment = unit_command_and_environment(bundle)
     assert command[:3] == ["/usr/bin/python3", "-m", "gunicorn"]
     port = free_port()
     command = [str(clean_python_3_12)] + command[1:]
@@ -122,7 +126,7 @@ def test_proxy_starts_from_the_bundle_under_python_3_12_and_answers_health(
     }
     log = tmp_path / "proxy.log"
     with log.open("wb") as output, running(
-        command, cwd=proxy_bundle / "app", env=env, stdout=output, stderr=subprocess.STDOUT
+        command, cwd=bundle / "app", env=env, stdout=output, stderr=subprocess.STDOUT
     ) as proxy:
         try:
             response = wait_for_http(f"http://127.0.0.1:{port}/health", proxy)

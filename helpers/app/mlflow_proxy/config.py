@@ -1,21 +1,6 @@
 """The proxy's configuration: read once from the environment, validated at start-up.
 
-| variable | default | meaning |
-|---|---|---|
-| `SM_MLFLOW_RESOURCE_ARN` | (required) | tracking-server or MLflow App ARN; `:mlflow-app/` = serverless |
-| `SM_MLFLOW_AWS_REGION` | the ARN's region | region used to sign requests |
-| `SM_MLFLOW_ROLE_ARN` | (unset: default chain) | role assumed for signing; credentials cached and refreshed |
-| `SM_MLFLOW_READ_ONLY_ROLE_ARN` | (unset: read-only callers are signed as above) | role assumed, the same way, to sign read-only callers' requests: IAM refuses their writes too (docs/security-iam.md) |
-| `SM_MLFLOW_ENDPOINT_URL` | the mode's public endpoint | upstream base URL (VPC endpoint DNS name, local stand-in) |
-| `MLFLOW_PROXY_TOKENS` | | caller tokens as JSON (local use) |
-| `MLFLOW_PROXY_TOKENS_SECRET_ARN` | | Secrets Manager secret holding the caller tokens |
-| `MLFLOW_PROXY_TOKENS_REFRESH_SECONDS` | `300` | how often the secret is re-read (rotation needs no restart) |
-| `MLFLOW_PROXY_AUTH` | `token` | `none` = open proxy, no caller authentication (explicit opt-in) |
-| `MLFLOW_PROXY_MAX_BODY_BYTES` | `104857600` (100 MiB) | largest request body accepted; larger gets 413 |
-| `MLFLOW_PROXY_MAX_ARTIFACT_BYTES` | `5368709120` (5 GiB) | largest artifact uploaded through the proxy (PUT); larger gets 413 and nothing is stored |
-| `MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS` | `10` | upstream connect timeout; exceeded gets 504 |
-| `MLFLOW_PROXY_READ_TIMEOUT_SECONDS` | `300` | upstream wait between bytes; exceeded before the response starts gets 504 |
-| `MLFLOW_PROXY_ARTIFACT_STORE_URI` | (unset: artifact calls are forwarded) | the MLflow artifact store's `s3://bucket/prefix`; set, the proxy serves artifacts from it with its role and callers see `mlflow-artifacts:/` URIs |
+The variables, their defaults and meanings: docs/configuration.md (a test keeps it in step).
 """
 
 import math

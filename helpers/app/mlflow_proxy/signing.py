@@ -1,6 +1,6 @@
 """SigV4 signing of the upstream request, the way SageMaker's MLflow endpoints verify it.
 
-The rules (REFERENCE.md, "Signing rules the service enforces"): the routing header is set before
+The rules (docs/aws-facts.md#signing-rules): the routing header is set before
 signing so it is signed; the body's SHA-256 travels in X-Amz-Content-SHA256; Connection is never
 signed; query strings use %20 for a space.
 """

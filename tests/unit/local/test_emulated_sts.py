@@ -10,12 +10,32 @@ from local import fixed_credentials
 from local.sagemaker_emulator import SageMakerEmulator
 from tests.unit.local.signed_wire import send, serving, sign, signed_for
 
-FIXED_NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+class FrozenClock:
+    """The emulator's clock, frozen by each test at the moment it starts (botocore signs with
+    the real clock, so a time frozen at import would be stale by the time a slow run gets here)."""
+
+    def __init__(self):
+        self.frozen_at = None
+
+    def __call__(self) -> datetime.datetime:
+        return self.frozen_at
 
 
 @pytest.fixture(scope="module")
-def sts_emulator(mlflow_double):
-    app = SageMakerEmulator("tracking", mlflow_double.url, clock=lambda: FIXED_NOW)
+def clock():
+    return FrozenClock()
+
+
+@pytest.fixture(autouse=True)
+def now(clock):
+    clock.frozen_at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return clock.frozen_at
+
+
+@pytest.fixture(scope="module")
+def sts_emulator(mlflow_double, clock):
+    app = SageMakerEmulator("tracking", mlflow_double.url, clock=clock)
     with serving(app) as url:
         app.url = url
         yield app
@@ -33,7 +53,7 @@ def sts_client(
     )
 
 
-def test_assume_role_issues_credentials_the_emulator_accepts(sts_emulator):
+def test_assume_role_issues_credentials_the_emulator_accepts(sts_emulator, now):
     calls_before = sts_emulator.assume_role_calls
     answer = sts_client(sts_emulator.url).assume_role(
         RoleArn=fixed_credentials.ROLE_ARN, RoleSessionName="unit-test", DurationSeconds=900
@@ -41,7 +61,7 @@ def test_assume_role_issues_credentials_the_emulator_accepts(sts_emulator):
 
     issued = answer["Credentials"]
     assert issued["AccessKeyId"].startswith("ASIA")
-    assert issued["Expiration"] == FIXED_NOW + datetime.timedelta(seconds=900)
+    assert issued["Expiration"] == now + datetime.timedelta(seconds=900)
     assert answer["AssumedRoleUser"]["Arn"].endswith(
         ":assumed-role/mlflow-proxy-stand-in/unit-test"
     )
