@@ -20,10 +20,9 @@ from mlflow_proxy.artifacts import register_artifact_routes
 from mlflow_proxy.config import Config, ConfigError, load_config
 from mlflow_proxy.credentials import SigningCredentials
 from mlflow_proxy.errors import PermissionDenied, Unauthenticated, register_error_handler
-from mlflow_proxy.forwarding import MLFLOW_PREFIXES, Upstream
+from mlflow_proxy.forwarding import Upstream
+from mlflow_proxy.routes import FORWARDED_PATHS, FORWARDED_PREFIXES, METHODS
 from mlflow_proxy.ui import PresignedUi, register_ui_route
-
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def create_app(
@@ -81,7 +80,7 @@ def create_app(
             )
         return caller
 
-    def forward(rest):
+    def forward(rest=None):
         authorize()
         # The request itself, not the context-local proxy to it, which forward() would go
         # through ~25 times: 1.5% of the instructions of a small call (benchmarks/RESULTS.md).
@@ -99,10 +98,11 @@ def create_app(
         app, PresignedUi(config, lambda: credentials.create_client("sagemaker")), authenticate
     )
 
-    for prefix in MLFLOW_PREFIXES:
+    forwarded_rules = [f"{prefix}<path:rest>" for prefix in FORWARDED_PREFIXES]
+    for rule in forwarded_rules + list(FORWARDED_PATHS):
         app.add_url_rule(
-            f"{prefix}<path:rest>",
-            endpoint=f"forward {prefix}",
+            rule,
+            endpoint=f"forward {rule}",
             view_func=forward,
             methods=METHODS,
             provide_automatic_options=False,  # OPTIONS goes upstream like any other method

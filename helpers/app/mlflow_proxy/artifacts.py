@@ -28,8 +28,7 @@ from werkzeug.routing import PathConverter
 from mlflow_proxy.artifact_location import safe_path
 from mlflow_proxy.artifact_store import MAX_PARTS, ArtifactStore, too_large
 from mlflow_proxy.errors import BodyTooLarge, EndpointNotFound, InvalidRequest
-
-ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
+from mlflow_proxy.routes import ARTIFACT_PREFIXES, METHODS
 # The multipart requests are small JSON documents: complete carries one entry per part, about
 # 60 bytes each for MAX_PARTS parts.
 MAX_JSON_BYTES = 1024 * 1024
@@ -149,11 +148,7 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
             ("/mpu/create/<artifact_path:artifact_path>", create_multipart, ["POST"]),
             ("/mpu/complete/<artifact_path:artifact_path>", complete_multipart, ["POST"]),
             ("/mpu/abort/<artifact_path:artifact_path>", abort_multipart, ["POST"]),
-            (
-                "/<artifact_path:rest>",
-                not_served,
-                ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            ),
+            ("/<artifact_path:rest>", not_served, METHODS),
         ]
         for rule, view, methods in routes:
             app.add_url_rule(

@@ -37,11 +37,6 @@ from mlflow_proxy.errors import (
 
 logger = logging.getLogger(__name__)
 
-MLFLOW_PREFIXES = tuple(
-    f"/{root}/{api}/"
-    for root in ("api", "ajax-api")
-    for api in ("2.0/mlflow", "3.0/mlflow", "2.0/mlflow-artifacts")
-)
 CHUNK_BYTES = 64 * 1024
 # Bodies up to this size stay in memory while hashed; bigger ones go to a temporary file.
 IN_MEMORY_BODY_BYTES = 1024 * 1024
