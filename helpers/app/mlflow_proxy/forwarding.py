@@ -104,7 +104,9 @@ class Upstream:
         body, length, body_sha256 = _spool_body(
             request,
             self._config.max_body_bytes,
-            mapping.to_upstream if mapping and is_json(request.content_type) else None,
+            mapping.to_upstream(request.path)
+            if mapping and is_json(request.content_type)
+            else None,
         )
         exchange.bytes_in = length
         try:
@@ -142,7 +144,7 @@ class Upstream:
             and is_json(upstream.headers.get("Content-Type"))
             and upstream.headers.get("Content-Encoding", "identity") == "identity"
         ):
-            rewrite = mapping.to_caller
+            rewrite = mapping.to_caller(request.path)
             dropped = dropped | {"content-length"}  # the mapping changes the length
         relay = _Relay(upstream, exchange, rewrite)
         relay.start()
