@@ -202,6 +202,9 @@ class StandIn:
             return [
                 sys.executable, "-m", "gunicorn", "--bind", bind,
                 "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+                # As long a request line as the proxy forwards (helpers/app/gunicorn.conf.py),
+                # not gunicorn's 4094-byte default: SageMaker takes MLflow's long GETs.
+                "--limit-request-line", "8190",
                 *gunicorn_options(), app,
             ]
         workers = [] if self.proxy_workers is None else ["--workers", str(self.proxy_workers)]
