@@ -22,7 +22,7 @@ TASKCAT_VENV := .venv-taskcat
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv tools demo test test-unit test-integration test-templates test-packaging \
+.PHONY: help venv tools clients demo test test-unit test-integration test-templates test-packaging \
         test-reliability bench lint clean
 
 help:
@@ -57,7 +57,17 @@ $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
 	$(TASKCAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/taskcat.txt
 	touch $@
 
+# The client-version matrix (tests/integration/test_client_versions.py): one virtualenv per
+# requirements/client-<version>.txt, each an MLflow client of another version than .venv's.
+CLIENT_VENVS := $(patsubst requirements/client-%.txt,.venv-client-%,$(wildcard requirements/client-*.txt))
+
+.venv-client-%/.installed: requirements/client-%.txt
+	$(PYTHON) -m venv .venv-client-$*
+	.venv-client-$*/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
 venv: $(VENV)/.installed $(PROXY_VENV)/.installed
+clients: $(addsuffix /.installed,$(CLIENT_VENVS))
 tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.installed
 
 # make demo MODE=serverless; DEMO_ARGS=--exit-after-workload stops after the workload (exit code
@@ -65,13 +75,13 @@ tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.instal
 demo: venv
 	$(VENV)/bin/python -m local.demo --mode $(MODE) $(DEMO_ARGS)
 
-test: venv tools
+test: venv tools clients
 	$(VENV)/bin/pytest tests
 
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit
 
-test-integration: venv
+test-integration: venv clients
 	$(VENV)/bin/pytest tests/integration
 
 test-templates: venv tools
@@ -95,4 +105,5 @@ bench: venv $(NGINX)
 	$(VENV)/bin/python -m benchmarks
 
 clean:
-	rm -rf .aws-sam build $(VENV) $(PROXY_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV)
+	rm -rf .aws-sam build $(VENV) $(PROXY_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV) \
+	    $(CLIENT_VENVS)
