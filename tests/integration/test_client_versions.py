@@ -7,7 +7,6 @@ the stand-in's proxy in both modes.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,19 +37,8 @@ def test_the_matrix_has_an_mlflow_2_and_an_mlflow_3_client():
 def test_a_token_only_client_runs_the_workload(stand_in, version):
     python = CLIENTS[version]
     assert python.exists(), f"{python} is missing: run `make clients`"
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AWS_", "MLFLOW_", "SM_MLFLOW_"))
-    }
+    environment = stand_in.client_environment()
     environment.update(
-        PYTHONPATH=str(REPO_ROOT),
-        # Nothing to reach AWS with: the proxy is the client's only way in.
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
-        MLFLOW_TRACKING_URI=stand_in.proxy_url,
-        MLFLOW_TRACKING_TOKEN=stand_in.token,
         MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
         # Traces are sent before the workload searches for them.
         MLFLOW_ENABLE_ASYNC_TRACE_LOGGING="false",
