@@ -16,12 +16,17 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from mlflow_proxy import callers
 from mlflow_proxy.access_log import Exchange
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
-from mlflow_proxy.artifacts import register_artifact_routes
+from mlflow_proxy.artifacts import DOWNLOAD_HEADERS, register_artifact_routes
 from mlflow_proxy.config import Config, ConfigError, load_config
 from mlflow_proxy.credentials import SigningCredentials
 from mlflow_proxy.errors import PermissionDenied, Unauthenticated, register_error_handler
 from mlflow_proxy.forwarding import Upstream
-from mlflow_proxy.routes import FORWARDED_PATHS, FORWARDED_PREFIXES, METHODS
+from mlflow_proxy.routes import (
+    FORWARDED_PATHS,
+    FORWARDED_PREFIXES,
+    METHODS,
+    SERVER_DOWNLOAD_RULES,
+)
 from mlflow_proxy.ui import PresignedUi, register_ui_route
 
 
@@ -86,6 +91,11 @@ def create_app(
         # through ~25 times: 1.5% of the instructions of a small call (benchmarks/RESULTS.md).
         return upstream.forward(request._get_current_object(), g.exchange)
 
+    def forward_download(**_):
+        response = forward()
+        response.headers.update(DOWNLOAD_HEADERS)
+        return response
+
     if config.artifact_location is not None:
         # Registered before the catch-all forwarding rules, and more specific than them.
         store = ArtifactStore(
@@ -106,6 +116,14 @@ def create_app(
             view_func=forward,
             methods=METHODS,
             provide_automatic_options=False,  # OPTIONS goes upstream like any other method
+        )
+    for rule in SERVER_DOWNLOAD_RULES:
+        app.add_url_rule(
+            rule,
+            endpoint=f"forward download {rule}",
+            view_func=forward_download,
+            methods=METHODS,
+            provide_automatic_options=False,
         )
     return app
 

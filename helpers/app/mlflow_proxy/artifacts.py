@@ -44,7 +44,8 @@ _TEXT_EXTENSIONS = frozenset(
 _DISPLAYABLE_TYPES = frozenset(
     {"text/plain", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
 )
-_DOWNLOAD_HEADERS = {
+# Also on the artifact downloads the server itself serves (routes.SERVER_DOWNLOAD_RULES).
+DOWNLOAD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "sandbox",
 }
@@ -83,7 +84,7 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
             headers={
                 "Content-Length": str(found.length),
                 "Content-Disposition": attachment(file_name),
-                **_DOWNLOAD_HEADERS,
+                **DOWNLOAD_HEADERS,
             },
             direct_passthrough=True,
         )

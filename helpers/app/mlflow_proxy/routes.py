@@ -5,8 +5,9 @@ each REST endpoint under both /api/ and /ajax-api/ (the UI's prefix), and a few 
 them; docs/mlflow3.md lists every route and what the proxy does with it. The proxy forwards:
 - FORWARDED_PREFIXES: the REST API (tracking, registry, traces, prompts, datasets, webhooks, ...)
   and, when the proxy does not serve artifacts itself, the artifact API;
-- FORWARDED_PATHS: the routes outside them that clients call. SageMaker's support for some of
-  them is not documented: they are forwarded, and SageMaker's answer reaches the caller.
+- FORWARDED_PATHS and SERVER_DOWNLOAD_RULES: the routes outside them that clients call.
+  SageMaker's support for some of them is not documented: they are forwarded, and SageMaker's
+  answer reaches the caller.
 ARTIFACT_PREFIXES are served from S3 by artifacts.py when MLFLOW_PROXY_ARTIFACT_STORE_URI is set.
 """
 
@@ -30,9 +31,14 @@ FORWARDED_PATHS = (
     # OTLP/HTTP span export (mlflow/server/otel_api.py), where MLflow >= 3.4 clients send spans.
     "/v1/traces",
     *GRAPHQL_PATHS,
-    # Artifact downloads the server reads from its store itself (by run_id/path, name/version).
+)
+# Artifact bytes the server reads from its own store (by run and path, model name and version,
+# logged model and path): forwarded, and given the artifact API's download headers
+# (artifacts.DOWNLOAD_HEADERS) so that no browser runs them on the proxy's origin.
+SERVER_DOWNLOAD_RULES = (
     "/get-artifact",
     "/model-versions/get-artifact",
+    "/ajax-api/2.0/mlflow/logged-models/<model_id>/artifacts/files",
 )
 
 
