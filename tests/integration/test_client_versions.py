@@ -1,4 +1,4 @@
-"""The client-version matrix: MLflow clients of other versions, with only a token, through the proxy.
+"""The client-version matrix: MLflow clients of several versions, with only a token, via the proxy.
 
 Each client is its own virtualenv (the Makefile builds one per requirements/client-*.txt; the
 pinned 3.17.2 is .venv's own) and runs the same workload (local/workload.py: runs, registry,

@@ -88,7 +88,9 @@ def test_a_trace_is_stored_with_every_span_and_found_every_way(fluent):
 
 
 def test_a_trace_of_a_logged_model_carries_its_id(fluent):
-    model = mlflow.pyfunc.log_model(name="agent", python_model=AddOne(), pip_requirements=["mlflow"])
+    model = mlflow.pyfunc.log_model(
+        name="agent", python_model=AddOne(), pip_requirements=["mlflow"]
+    )
     mlflow.set_active_model(model_id=model.model_id)
     answer("which model?")
     trace_id = _last_trace_id()
@@ -242,9 +244,14 @@ def test_version_and_graphql(stand_in):
     version = requests.get(stand_in.proxy_url + "/version", headers=headers(stand_in.token))
     assert version.status_code == 200 and version.text == mlflow.__version__
 
-    query = {"query": 'query { mlflowGetExperiment(input: {experimentId: "0"}) { experiment { name } } }'}
+    query = {
+        "query": 'query { mlflowGetExperiment(input: {experimentId: "0"}) '
+        "{ experiment { name } } }"
+    }
     for token in (stand_in.token, stand_in.read_only_token):
-        answered = requests.post(stand_in.proxy_url + "/graphql", json=query, headers=headers(token))
+        answered = requests.post(
+            stand_in.proxy_url + "/graphql", json=query, headers=headers(token)
+        )
         assert answered.status_code == 200, answered.text
         assert answered.json()["data"]["mlflowGetExperiment"]["experiment"]["name"] == "Default"
 

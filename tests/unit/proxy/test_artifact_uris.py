@@ -161,7 +161,8 @@ def test_every_uri_field_has_an_example():
 def test_each_uri_field_is_mapped_both_ways_as_mlflow_writes_it(field):
     mapping = UriMapping(parse_store_uri(STORE))
     path, example = EXAMPLES[(field.name, field.tag_entry)]
-    for write in (message_to_json, lambda message: json.dumps(json.loads(message_to_json(message)))):
+    compact = lambda message: json.dumps(json.loads(message_to_json(message)))  # noqa: E731
+    for write in (message_to_json, compact):
         from_sagemaker = write(example(f"{STORE}/1/x/artifacts")).encode()
         from_proxy = write(example("mlflow-artifacts:/1/x/artifacts")).encode()
         assert b"".join(mapping.to_caller(path)([from_sagemaker])) == from_proxy
@@ -173,7 +174,8 @@ def test_each_uri_field_is_mapped_both_ways_as_mlflow_writes_it(field):
 
 def test_a_store_at_the_bucket_root_maps_the_whole_bucket():
     mapping = UriMapping(parse_store_uri("s3://whole-bucket"))
-    assert b"".join(mapping.to_caller(RUNS_GET)([b'{"artifact_uri": "s3://whole-bucket/0/r/artifacts"}'])) == (
+    document = b'{"artifact_uri": "s3://whole-bucket/0/r/artifacts"}'
+    assert b"".join(mapping.to_caller(RUNS_GET)([document])) == (
         b'{"artifact_uri": "mlflow-artifacts:/0/r/artifacts"}'
     )
 
