@@ -22,7 +22,7 @@ TASKCAT_VENV := .venv-taskcat
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv tools demo smoke test test-unit test-integration test-templates test-packaging \
+.PHONY: help venv tools clients demo smoke test test-unit test-integration test-templates test-packaging \
         test-reliability bench lint clean
 
 help:
@@ -61,7 +61,17 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
 	$(call build_venv,$(TASKCAT_VENV),$(PYTHON),taskcat,1 to 10 minutes,-r requirements/taskcat.txt)
 
+# The client-version matrix (tests/integration/test_client_versions.py): one virtualenv per
+# requirements/client-<version>.txt, each an MLflow client of another version than .venv's.
+CLIENT_VENVS := $(patsubst requirements/client-%.txt,.venv-client-%,$(wildcard requirements/client-*.txt))
+
+.venv-client-%/.installed: requirements/client-%.txt
+	$(PYTHON) -m venv .venv-client-$*
+	.venv-client-$*/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
 venv: $(VENV)/.installed $(PROXY_VENV)/.installed
+clients: $(addsuffix /.installed,$(CLIENT_VENVS))
 tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(TASKCAT_VENV)/.installed
 
 # make demo MODE=serverless; DEMO_ARGS=--exit-after-workload stops after the workload (exit code
@@ -83,14 +93,14 @@ smoke: venv
 # refuses any program started from elsewhere, such as /usr/sbin/nginx).
 TEST_PATH := $(CURDIR)/$(VENV)/bin:$(shell for program in $(PYTHON) $(PROXY_PYTHON) python3.13 pyenv; do \
     found=$$(command -v $$program) && dirname "$$found"; done | awk '!seen[$$0]++' | paste -sd: -):/usr/bin:/bin
-test: venv tools
+test: venv tools clients
 	@echo "==> running every test, in a shuffled order (5 to 20 minutes, with the machine's load; sam build and mlflow server are the slow parts)..."
 	PATH="$(TEST_PATH)" $(VENV)/bin/pytest -p randomly tests
 
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit
 
-test-integration: venv
+test-integration: venv clients
 	$(VENV)/bin/pytest tests/integration
 
 test-templates: venv tools
@@ -114,4 +124,5 @@ bench: venv $(NGINX)
 	$(VENV)/bin/python -m benchmarks
 
 clean:
-	rm -rf .aws-sam build $(VENV) $(PROXY_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV)
+	rm -rf .aws-sam build $(VENV) $(PROXY_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV) \
+	    $(CLIENT_VENVS)

@@ -43,6 +43,12 @@ ARTIFACT_BUCKET = "mlflow-artifacts"
 ARTIFACT_STORE_URI = f"s3://{ARTIFACT_BUCKET}/stand-in"
 # moto accepts any key; the MLflow server has one of its own, as SageMaker's service role does.
 S3_KEY = {"AWS_ACCESS_KEY_ID": "AKIASTANDINMLFLOW001", "AWS_SECRET_ACCESS_KEY": "stand-in-mlflow"}
+# Nothing from this machine's AWS setup may leak into the stand-in or its clients.
+NO_AWS_FILES = {
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def gunicorn_options() -> list:
@@ -213,6 +219,9 @@ class StandIn:
             return [
                 sys.executable, "-m", "gunicorn", "--bind", bind,
                 "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+                # As long a request line as the proxy forwards (helpers/app/gunicorn.conf.py),
+                # not gunicorn's 4094-byte default: SageMaker takes MLflow's long GETs.
+                "--limit-request-line", "8190",
                 *gunicorn_options(), app,
             ]
         workers = [] if self.proxy_workers is None else ["--workers", str(self.proxy_workers)]
@@ -230,16 +239,10 @@ class StandIn:
             if not name.startswith(("AWS_", "MLFLOW_", "SM_MLFLOW_"))
         }
         env["PYTHONPATH"] = str(REPO_ROOT)
-        no_aws_files = dict(
-            # Nothing from this machine's AWS setup may leak into the stand-in.
-            AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-            AWS_EC2_METADATA_DISABLED="true",
-        )
         if part == "mlflow":
             # SageMaker's MLflow touches S3 itself for a few calls (artifacts/list, ...).
             env.update(
-                no_aws_files,
+                **NO_AWS_FILES,
                 AWS_ENDPOINT_URL_S3=self.s3_url,
                 AWS_DEFAULT_REGION=fixed_credentials.REGION,
                 # MLflow 3's background job runner is not part of the REST API we forward; left
@@ -260,7 +263,7 @@ class StandIn:
             AWS_ENDPOINT_URL_S3=self.s3_url,
             # The presigned UI URL comes from SageMaker's control plane: the emulator answers.
             AWS_ENDPOINT_URL_SAGEMAKER=self.emulator_url,
-            **no_aws_files,
+            **NO_AWS_FILES,
         )
         if self.assume_role:
             env.update(
@@ -270,6 +273,15 @@ class StandIn:
             )
         env.update(self._proxy_env)
         return env
+
+    def client_environment(self) -> dict:
+        """For an MLflow client process that has the proxy's URL and a token, and no AWS access."""
+        return {
+            **self._environment("client"),
+            **NO_AWS_FILES,
+            "MLFLOW_TRACKING_URI": self.proxy_url,
+            "MLFLOW_TRACKING_TOKEN": self.token,
+        }
 
     def _health_url(self, part: str) -> str:
         path = {

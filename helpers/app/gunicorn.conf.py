@@ -3,8 +3,9 @@
 import multiprocessing
 
 # Responses are streamed, so a worker is busy for as long as a download lasts: threads, not
-# one request per process.
-worker_class = "gthread"
+# one request per process. gunicorn's gthread worker, but for an over-long request line, which
+# it answers as MLflow does (JSON, not gunicorn's HTML 414).
+worker_class = "mlflow_proxy.gunicorn_worker.MlflowThreadWorker"
 # One process per core: the threads already cover the waits on SageMaker, and the GIL caps a
 # process at one core. Measured on 2 cores (benchmarks/RESULTS.md), 2 workers serve at least as
 # much as the 2*cores+1 of sync workers' rule of thumb, with 3 fewer processes (~40 MiB each) and
@@ -30,8 +31,10 @@ graceful_timeout = 300
 # so the ALB, not us, closes idle connections; idle keep-alive connections hold no thread.
 keepalive = 340
 
-# MLflow's GET calls can carry long query strings (batchGet of many trace ids): allow the
-# longest request line gunicorn accepts, not its 4094-byte default.
+# MLflow's GET calls can carry long query strings (batchGet of many trace ids, the 100 runs of
+# get-history-bulk-interval: about 4.2 KB): allow the longest request line gunicorn bounds, not
+# its 4094-byte default (0 would mean unbounded). Longer lines get a 400 JSON
+# (mlflow_proxy/gunicorn_worker.py); the ALB's own bound is 16 KB (docs/mlflow3.md).
 limit_request_line = 8190
 
 # Our access log (mlflow_proxy.access) knows the caller and the upstream latency; gunicorn's

@@ -16,14 +16,18 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from mlflow_proxy import callers
 from mlflow_proxy.access_log import Exchange
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
-from mlflow_proxy.artifacts import register_artifact_routes
+from mlflow_proxy.artifacts import DOWNLOAD_HEADERS, register_artifact_routes
 from mlflow_proxy.config import Config, ConfigError, load_config
 from mlflow_proxy.credentials import READ_ONLY_ROLE_SESSION_NAME, SigningCredentials
 from mlflow_proxy.errors import PermissionDenied, Unauthenticated, register_error_handler
-from mlflow_proxy.forwarding import MLFLOW_PREFIXES, Upstream
+from mlflow_proxy.forwarding import Upstream
+from mlflow_proxy.routes import (
+    FORWARDED_PATHS,
+    FORWARDED_PREFIXES,
+    METHODS,
+    SERVER_DOWNLOAD_RULES,
+)
 from mlflow_proxy.ui import PresignedUi, register_ui_route
-
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def create_app(
@@ -87,11 +91,16 @@ def create_app(
             )
         return caller
 
-    def forward(rest):
+    def forward(rest=None):
         caller = authorize()
         # The request itself, not the context-local proxy to it, which forward() would go
         # through ~25 times: 1.5% of the instructions of a small call (benchmarks/RESULTS.md).
         return upstream.forward(request._get_current_object(), g.exchange, caller.read_only)
+
+    def forward_download(**_):
+        response = forward()
+        response.headers.update(DOWNLOAD_HEADERS)
+        return response
 
     if config.artifact_location is not None:
         # Registered before the catch-all forwarding rules, and more specific than them.
@@ -105,13 +114,22 @@ def create_app(
         app, PresignedUi(config, lambda: credentials.create_client("sagemaker")), authenticate
     )
 
-    for prefix in MLFLOW_PREFIXES:
+    forwarded_rules = [f"{prefix}<path:rest>" for prefix in FORWARDED_PREFIXES]
+    for rule in forwarded_rules + list(FORWARDED_PATHS):
         app.add_url_rule(
-            f"{prefix}<path:rest>",
-            endpoint=f"forward {prefix}",
+            rule,
+            endpoint=f"forward {rule}",
             view_func=forward,
             methods=METHODS,
             provide_automatic_options=False,  # OPTIONS goes upstream like any other method
+        )
+    for rule in SERVER_DOWNLOAD_RULES:
+        app.add_url_rule(
+            rule,
+            endpoint=f"forward download {rule}",
+            view_func=forward_download,
+            methods=METHODS,
+            provide_automatic_options=False,
         )
     return app
 

@@ -28,23 +28,24 @@ from werkzeug.routing import PathConverter
 from mlflow_proxy.artifact_location import safe_path
 from mlflow_proxy.artifact_store import MAX_PARTS, ArtifactStore, too_large
 from mlflow_proxy.errors import BodyTooLarge, EndpointNotFound, InvalidRequest
-
-ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
+from mlflow_proxy.routes import ARTIFACT_PREFIXES, METHODS
 # The multipart requests are small JSON documents: complete carries one entry per part, about
 # 60 bytes each for MAX_PARTS parts.
 MAX_JSON_BYTES = 1024 * 1024
-# MLflow's text extensions (mlflow/utils/mime_type_utils.py), served as text/plain as it does.
+# MLflow's text extensions (mlflow/utils/mime_type_utils.py), served as text/plain as it does;
+# a name without an extension counts as its own extension, so MLmodel and MLflow's spelling of
+# the project file, lower-case `mlproject`, are text (`MLproject` is not: MLflow compares case).
 _TEXT_EXTENSIONS = frozenset(
     "txt log err cfg conf cnf cf ini properties prop hocon toml yaml yml xml json js py py3 "
-    "csv tsv md rst ipynb".split()
+    "csv tsv md rst ipynb MLmodel mlproject".split()
 )
-_TEXT_FILE_NAMES = frozenset({"MLmodel", "MLproject"})
 # Types no browser runs scripts in; anything else (text/html, image/svg+xml, ...) is served as
 # application/octet-stream.
 _DISPLAYABLE_TYPES = frozenset(
     {"text/plain", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
 )
-_DOWNLOAD_HEADERS = {
+# Also on the artifact downloads the server itself serves (routes.SERVER_DOWNLOAD_RULES).
+DOWNLOAD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "sandbox",
 }
@@ -83,7 +84,7 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
             headers={
                 "Content-Length": str(found.length),
                 "Content-Disposition": attachment(file_name),
-                **_DOWNLOAD_HEADERS,
+                **DOWNLOAD_HEADERS,
             },
             direct_passthrough=True,
         )
@@ -149,11 +150,7 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
             ("/mpu/create/<artifact_path:artifact_path>", create_multipart, ["POST"]),
             ("/mpu/complete/<artifact_path:artifact_path>", complete_multipart, ["POST"]),
             ("/mpu/abort/<artifact_path:artifact_path>", abort_multipart, ["POST"]),
-            (
-                "/<artifact_path:rest>",
-                not_served,
-                ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            ),
+            ("/<artifact_path:rest>", not_served, METHODS),
         ]
         for rule, view, methods in routes:
             app.add_url_rule(
@@ -168,8 +165,8 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
 
 def download_type(file_name: str) -> str:
     """The Content-Type of a download: MLflow's guess from the name, if displayable."""
-    extension = posixpath.splitext(file_name)[1].lstrip(".")
-    if extension in _TEXT_EXTENSIONS or file_name in _TEXT_FILE_NAMES:
+    extension = posixpath.splitext(file_name)[1].lstrip(".") or file_name
+    if extension in _TEXT_EXTENSIONS:
         return "text/plain"
     guessed, _ = mimetypes.guess_type(file_name)
     return guessed if guessed in _DISPLAYABLE_TYPES else "application/octet-stream"

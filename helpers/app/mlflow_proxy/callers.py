@@ -12,6 +12,7 @@ from typing import Callable, Optional
 from werkzeug.datastructures import Authorization
 
 from mlflow_proxy.read_endpoints import READ_ONLY_POST_PATHS
+from mlflow_proxy.routes import api_path
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,7 @@ class Caller:
     def may_call(self, method: str, path: str) -> bool:
         if not self.read_only or method in _READ_METHODS:
             return True
-        if path.startswith("/ajax-api/"):
-            path = "/api/" + path[len("/ajax-api/") :]
-        return method == "POST" and path in READ_ONLY_POST_PATHS
+        return method == "POST" and api_path(path) in READ_ONLY_POST_PATHS
 
 
 ANONYMOUS = Caller(name="anonymous", read_only=False)

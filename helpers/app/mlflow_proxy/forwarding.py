@@ -37,11 +37,6 @@ from mlflow_proxy.errors import (
 
 logger = logging.getLogger(__name__)
 
-MLFLOW_PREFIXES = tuple(
-    f"/{root}/{api}/"
-    for root in ("api", "ajax-api")
-    for api in ("2.0/mlflow", "3.0/mlflow", "2.0/mlflow-artifacts")
-)
 CHUNK_BYTES = 64 * 1024
 # Bodies up to this size stay in memory while hashed; bigger ones go to a temporary file.
 IN_MEMORY_BODY_BYTES = 1024 * 1024
@@ -117,7 +112,9 @@ class Upstream:
         body, length, body_sha256 = _spool_body(
             request,
             self._config.max_body_bytes,
-            mapping.to_upstream if mapping and is_json(request.content_type) else None,
+            mapping.to_upstream(request.path)
+            if mapping and is_json(request.content_type)
+            else None,
         )
         exchange.bytes_in = length
         try:
@@ -155,7 +152,7 @@ class Upstream:
             and is_json(upstream.headers.get("Content-Type"))
             and upstream.headers.get("Content-Encoding", "identity") == "identity"
         ):
-            rewrite = mapping.to_caller
+            rewrite = mapping.to_caller(request.path)
             dropped = dropped | {"content-length"}  # the mapping changes the length
         relay = _Relay(upstream, exchange, rewrite)
         relay.start()

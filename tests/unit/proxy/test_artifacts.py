@@ -222,6 +222,26 @@ def test_a_download_never_renders_in_the_proxys_origin(proxy, name, uploaded_as,
     assert got.headers["Content-Security-Policy"] == "sandbox"
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["MLmodel", "mlproject", "MLproject", "conda.yaml", "notes.txt", "json", "a.TXT", "x.png",
+     "photo.jpeg", "model.pkl", "data.parquet", "no_extension", "report.pdf", "page.html",
+     "image.svg", "script.js", "archive.tar.gz"],
+)
+def test_download_types_are_mlflows_where_no_browser_runs_the_content(name):
+    # MLflow 3.17's own rule (the server's downloads), from the installed MLflow; text and
+    # images keep its type, everything else (PDF, HTML, SVG, archives) is a plain download.
+    from mlflow.utils.mime_type_utils import _guess_mime_type
+
+    from mlflow_proxy.artifacts import download_type
+
+    mlflows = _guess_mime_type(name)
+    kept = mlflows == "text/plain" or mlflows in ("image/png", "image/jpeg")
+    assert download_type(name) == (mlflows if kept else "application/octet-stream")
+    if name.endswith((".pdf", ".html", ".svg")):
+        assert download_type(name) == "application/octet-stream"
+
+
 def test_a_download_names_a_non_ascii_file_safely(proxy):
     requests.put(proxy + ARTIFACTS + "/0/r%C3%A9sum%C3%A9.txt", data=b"x", headers=WRITER).raise_for_status()
     got = requests.get(proxy + ARTIFACTS + "/0/r%C3%A9sum%C3%A9.txt", headers=READER)

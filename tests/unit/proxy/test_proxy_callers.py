@@ -72,6 +72,8 @@ def test_read_only_token_cannot_write(proxy, upstream):
         ("PUT", "/api/2.0/mlflow-artifacts/artifacts/x.txt"),
         ("PATCH", "/ajax-api/2.0/mlflow/registered-models/update"),
         ("POST", "/api/3.0/mlflow/review-queues/get-or-create-user"),
+        ("POST", "/v1/traces"),
+        ("POST", "/ajax-api/2.0/mlflow/upload-artifact?run_uuid=1&path=a.txt"),
     ]:
         response = requests.request(method, proxy + path, headers=READER, json={})
         assert response.status_code == 403, (method, path)
@@ -85,10 +87,14 @@ def test_read_only_token_may_read_and_search(proxy, upstream):
         ("POST", SEARCH_RUNS),
         ("POST", "/ajax-api/2.0/mlflow/experiments/search"),
         ("POST", "/api/3.0/mlflow/traces/search"),
+        ("POST", "/graphql"),
+        ("POST", "/ajax-api/graphql"),
+        ("GET", "/version"),
+        ("GET", "/get-artifact?run_uuid=1&path=a.txt"),
     ]:
         response = requests.request(method, proxy + path, headers=READER, json={})
         assert response.status_code == 200, (method, path)
-    assert len(upstream.requests) == 4
+    assert len(upstream.requests) == 8
 
 
 def test_open_proxy_needs_no_token(start_proxy, proxy_env, upstream):

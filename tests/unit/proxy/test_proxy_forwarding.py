@@ -59,7 +59,7 @@ def test_every_mlflow_prefix_and_method_is_forwarded(proxy, upstream):
 
 
 @pytest.mark.parametrize(
-    "path", ["/index.html", "/api/2.0/other/thing", "/api/2.0/mlflowx/runs/get", "/graphql", "/static/x"]
+    "path", ["/index.html", "/api/2.0/other/thing", "/api/2.0/mlflowx/runs/get", "/graphqlx", "/static/x"]
 )
 def test_anything_else_is_a_json_404_and_never_forwarded(proxy, upstream, path):
     response = requests.get(proxy + path, headers=WRITER)

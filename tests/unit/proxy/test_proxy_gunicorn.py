@@ -139,6 +139,16 @@ def test_serves_health_and_forwards_signed_requests(run_gunicorn, upstream):
     access_line = r"caller=ci method=GET path=/api/2.0/mlflow/experiments/get-by-name status=200"
     assert server.wait_for_line(access_line), "".join(server.lines)
 
+    # Long query strings: up to gunicorn's bound they are forwarded; past it, MLflow-shaped JSON.
+    runs = "/api/2.0/mlflow/runs/get?" + "&".join(f"run_id={index:032d}" for index in range(180))
+    assert 7000 < len(runs) < 8100
+    assert requests.get(url + runs, headers={**WRITER, **close}).status_code == 200
+    assert upstream.last.raw_uri == runs
+    too_long = requests.get(url + runs + "&run_id=x" * 200, headers={**WRITER, **close})
+    assert too_long.status_code == 400
+    assert too_long.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "longer than 8190 bytes" in too_long.json()["message"]
+
     assert server.stop() == 0, "".join(server.lines)  # SIGTERM is a graceful shutdown
     assert WRITER_TOKEN not in "".join(server.lines)
 
