@@ -66,9 +66,7 @@ $(TASKCAT_VENV)/.installed: requirements/taskcat.txt
 CLIENT_VENVS := $(patsubst requirements/client-%.txt,.venv-client-%,$(wildcard requirements/client-*.txt))
 
 .venv-client-%/.installed: requirements/client-%.txt
-	$(PYTHON) -m venv .venv-client-$*
-	.venv-client-$*/bin/pip install --quiet --disable-pip-version-check -r $<
-	touch $@
+	$(call build_venv,.venv-client-$*,$(PYTHON),an MLflow $* client for the version matrix,2 minutes,-r $<)
 
 venv: $(VENV)/.installed $(PROXY_VENV)/.installed
 clients: $(addsuffix /.installed,$(CLIENT_VENVS))
