@@ -14,7 +14,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mlflow_proxy import callers
-from mlflow_proxy.access_log import Exchange
+from mlflow_proxy.access_log import Exchange, client_address
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
 from mlflow_proxy.artifacts import register_artifact_routes
 from mlflow_proxy.config import Config, ConfigError, load_config
@@ -49,7 +49,7 @@ def create_app(
     @app.before_request
     def start_exchange():
         g.exchange = Exchange(
-            client=request.remote_addr or "-", method=request.method, path=request.path
+            client=client_address(request.environ), method=request.method, path=request.path
         )
 
     @app.after_request

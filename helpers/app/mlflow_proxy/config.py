@@ -14,6 +14,8 @@
 | `MLFLOW_PROXY_MAX_ARTIFACT_BYTES` | `5368709120` (5 GiB) | largest artifact uploaded through the proxy (PUT); larger gets 413 and nothing is stored |
 | `MLFLOW_PROXY_CONNECT_TIMEOUT_SECONDS` | `10` | upstream connect timeout; exceeded gets 504 |
 | `MLFLOW_PROXY_READ_TIMEOUT_SECONDS` | `300` | upstream wait between bytes; exceeded before the response starts gets 504 |
+| `MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS` | `10` | time a caller has to send a request's line and headers, from its first byte; exceeded gets 408 |
+| `MLFLOW_PROXY_BODY_READ_TIMEOUT_SECONDS` | `30` | longest wait for the next bytes of a request body; exceeded gets 408 and nothing is forwarded or stored |
 | `MLFLOW_PROXY_ARTIFACT_STORE_URI` | (unset: artifact calls are forwarded) | the MLflow artifact store's `s3://bucket/prefix`; set, the proxy serves artifacts from it with its role and callers see `mlflow-artifacts:/` URIs |
 """
 
@@ -47,6 +49,27 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class CallerDeadlines:
+    """How long a caller may take to send its request (docs/security.md, "Deadlines")."""
+
+    header_seconds: float = 10.0
+    body_read_seconds: float = 30.0
+
+
+def load_caller_deadlines(environ: Mapping[str, str]) -> CallerDeadlines:
+    """Also read by the gunicorn worker, which enforces them (gunicorn_worker.py)."""
+    defaults = CallerDeadlines()
+    return CallerDeadlines(
+        header_seconds=_positive(
+            environ, "MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS", defaults.header_seconds, float
+        ),
+        body_read_seconds=_positive(
+            environ, "MLFLOW_PROXY_BODY_READ_TIMEOUT_SECONDS", defaults.body_read_seconds, float
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     resource_arn: str
     mode: str  # TRACKING_SERVER or SERVERLESS, from the ARN
@@ -62,6 +85,7 @@ class Config:
     read_timeout_seconds: float
     artifact_location: Optional[ArtifactLocation] = None  # None: artifact calls are forwarded
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    caller_deadlines: CallerDeadlines = CallerDeadlines()
 
     @property
     def tokens_secret_region(self) -> str:
@@ -172,6 +196,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         max_artifact_bytes=_positive(
             environ, "MLFLOW_PROXY_MAX_ARTIFACT_BYTES", DEFAULT_MAX_ARTIFACT_BYTES, int
         ),
+        caller_deadlines=load_caller_deadlines(environ),
     )
 
 
