@@ -56,13 +56,14 @@ class Proxy:
     def access_entry(self, path: str, status: Optional[int] = None) -> dict:
         """The next access-log entry for `path` (with `status`), waiting for it to be written."""
         keys = re.escape(f'"path": {json.dumps(path)}, "status": {"" if status is None else status}')
-        line = self.server.wait_for_line(r"mlflow_proxy\.access (\{.*" + keys + r".*\})$")
+        line = self.server.wait_for_line(r"^(\{.*" + keys + r".*\})$")
         assert line, self.log()
         return json.loads(line[1])
 
     def wait_until_logged(self, unique_path: str) -> str:
-        """The next access line naming `unique_path`, whatever its format: the proxy is done."""
-        line = self.server.wait_for_line(r"mlflow_proxy\.access (.*" + re.escape(unique_path) + ".*)$")
+        """The next log line naming `unique_path` (only the access line does): the proxy is
+        done with the request."""
+        line = self.server.wait_for_line(r"^(.*" + re.escape(unique_path) + r".*)$")
         assert line, self.log()
         return line[1]
 

@@ -31,7 +31,8 @@ def test_serves_health_and_forwards_signed_requests(run_gunicorn, upstream):
     assert response.status_code == 200, response.text
     assert upstream.last.raw_uri.endswith("experiment_name=my%20exp")
     assert upstream.last.header("Authorization").startswith("AWS4-HMAC-SHA256 ")
-    access_line = r'"caller": "ci", "method": "GET", "path": "/api/2.0/mlflow/experiments/get-by-name", "status": 200'
+    # A bare JSON object, as CloudWatch Logs Insights wants it.
+    access_line = r'^\{"client": "127.0.0.1", "caller": "ci", "method": "GET", "path": "/api/2.0/mlflow/experiments/get-by-name", "status": 200, .*\}$'
     assert server.wait_for_line(access_line), "".join(server.lines)
 
     assert server.stop() == 0, "".join(server.lines)  # SIGTERM is a graceful shutdown
