@@ -138,11 +138,12 @@ class Upstream:
         url = self._config.endpoint_url + path  # what is signed
         target = self._base_path + path  # what is sent, to the pool's host
         mapping = self._uri_mapping
-        if request.content_length is not None and request.content_length > self._config.max_body_bytes:
-            raise _too_large(self._config.max_body_bytes)
+        limit = self._config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(limit)
         body, length, body_sha256 = _spool_body(
             CallerBody(request, exchange).chunks(CHUNK_BYTES),
-            self._config.max_body_bytes,
+            limit,
             mapping.to_upstream if mapping and is_json(request.content_type) else None,
         )
         try:

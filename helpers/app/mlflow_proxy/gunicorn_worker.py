@@ -102,7 +102,9 @@ _OURS = (
 
 def refusal(error: Exception) -> Optional[tuple[int, str, str]]:
     """(status, error code, message) for a request gunicorn could not read, or None."""
-    if isinstance(error, _OURS) or not isinstance(error, (parse_errors.ParseException, HeadTimeout)):
+    if isinstance(error, _OURS):
+        return None
+    if not isinstance(error, (parse_errors.ParseException, HeadTimeout)):
         return None
     kind = type(error)
     status, code = next(
@@ -110,7 +112,10 @@ def refusal(error: Exception) -> Optional[tuple[int, str, str]]:
         (400, "MALFORMED_REQUEST"),
     )
     if kind is HeadTimeout:
-        message = "The request line and headers did not arrive in time (MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS)."
+        message = (
+            "The request line and headers did not arrive in time "
+            "(MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS)."
+        )
     else:
         # The kind only: gunicorn's text quotes what was received.
         message = f"The request is not valid HTTP/1.1 ({kind.__name__})."

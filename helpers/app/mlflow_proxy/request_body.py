@@ -35,7 +35,9 @@ class CallerBody:
                 f"The request body stalled after {self._received} bytes "
                 "(MLFLOW_PROXY_BODY_READ_TIMEOUT_SECONDS)."
             ) from None
-        except Exception as error:  # noqa: BLE001 - any server's read error; its text may quote body bytes
+        # Any server's read error (gunicorn's NoMoreData, InvalidChunkSize, ..., a reset): its
+        # text may quote body bytes, so only its kind is kept.
+        except Exception as error:  # noqa: BLE001
             raise MalformedRequest(
                 f"The request body broke off or is malformed after {self._received} bytes "
                 f"({type(error).__name__})."
