@@ -3,9 +3,11 @@
 import multiprocessing
 
 # Responses are streamed, so a worker is busy for as long as a download lasts: threads, not
-# one request per process. gunicorn's gthread worker, but for an over-long request line, which
-# it answers as MLflow does (JSON, not gunicorn's HTML 414).
-worker_class = "mlflow_proxy.gunicorn_worker.MlflowThreadWorker"
+# one request per process. gunicorn's gthread worker, with deadlines for callers that stall
+# while sending a request (MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS, ..._BODY_READ_TIMEOUT_SECONDS)
+# and MLflow JSON for requests it cannot parse, an over-long request line included:
+# mlflow_proxy/gunicorn_worker.py.
+worker_class = "mlflow_proxy.gunicorn_worker.DeadlineWorker"
 # One process per core: the threads already cover the waits on SageMaker, and the GIL caps a
 # process at one core. Measured on 2 cores (benchmarks/RESULTS.md), 2 workers serve at least as
 # much as the 2*cores+1 of sync workers' rule of thumb, with 3 fewer processes (~40 MiB each) and

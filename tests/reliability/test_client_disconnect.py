@@ -1,7 +1,7 @@
 """A client that goes away mid-download frees the proxy thread that was serving it."""
 
 import http.client
-import re
+import json
 import time
 from urllib.parse import urlsplit
 
@@ -61,11 +61,19 @@ def test_client_leaving_mid_download_frees_its_worker(big_artifact_chain, report
 
 
 def _logged_bytes_out(chain, path: str, want: int) -> list:
-    """bytes_out of the proxy's access-log lines for `path`; waits briefly for the last ones."""
-    line = re.compile(rf"path={re.escape(path)} status=200 .* bytes_out=(\d+)")
+    """bytes_out of the proxy's access-log entries for `path`; waits briefly for the last ones."""
     deadline = time.monotonic() + CLIENT_TIMEOUT_SECONDS
     while True:
-        found = [int(m[1]) for m in line.finditer(chain.log_path("proxy").read_text())]
+        entries = [
+            json.loads(line)
+            for line in chain.log_path("proxy").read_text().splitlines()
+            if line.startswith("{")  # the access lines: one JSON object each
+        ]
+        found = [
+            entry["bytes_out"]
+            for entry in entries
+            if entry["path"] == path and entry["status"] == 200
+        ]
         if len(found) >= want or time.monotonic() > deadline:
             return found
         time.sleep(0.1)

@@ -13,8 +13,8 @@ import botocore.session
 from flask import Flask, g, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mlflow_proxy import callers
-from mlflow_proxy.access_log import Exchange
+from mlflow_proxy import access_log, callers
+from mlflow_proxy.access_log import Exchange, client_address
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
 from mlflow_proxy.artifacts import DOWNLOAD_HEADERS, register_artifact_routes
 from mlflow_proxy.config import Config, ConfigError, load_config
@@ -59,7 +59,7 @@ def create_app(
     @app.before_request
     def start_exchange():
         g.exchange = Exchange(
-            client=request.remote_addr or "-", method=request.method, path=request.path
+            client=client_address(request.environ), method=request.method, path=request.path
         )
 
     @app.after_request
@@ -166,12 +166,22 @@ def _authenticate(tokens) -> callers.Caller:
     return caller
 
 
+class _LineFormatter(logging.Formatter):
+    """Access lines are bare JSON objects, so that CloudWatch Logs Insights discovers their
+    fields with no parse pattern; every other line gets its time, level and logger name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == access_log.logger.name:
+            return record.getMessage()
+        return super().format(record)
+
+
 def _log_to_stderr() -> None:
-    """Our log lines go to stderr (journald on the instances) whoever runs the app."""
+    """Our log lines go to stderr (the proxy's log file on the instances) whoever runs the app."""
     logger = logging.getLogger("mlflow_proxy")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(_LineFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False

@@ -28,6 +28,7 @@ from werkzeug.routing import PathConverter
 from mlflow_proxy.artifact_location import safe_path
 from mlflow_proxy.artifact_store import MAX_PARTS, ArtifactStore, too_large
 from mlflow_proxy.errors import BodyTooLarge, EndpointNotFound, InvalidRequest
+from mlflow_proxy.request_body import CallerBody
 from mlflow_proxy.routes import ARTIFACT_PREFIXES, METHODS
 # The multipart requests are small JSON documents: complete carries one entry per part, about
 # 60 bytes each for MAX_PARTS parts.
@@ -96,7 +97,7 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
         path = safe_path(artifact_path)
         if (request.content_length or 0) > store.max_upload_bytes:
             raise BodyTooLarge(too_large(store.max_upload_bytes))
-        g.exchange.bytes_in = store.upload(path, request.stream, request.content_type)
+        store.upload(path, CallerBody(request, g.exchange), request.content_type)
         return jsonify({})
 
     def delete(artifact_path):
@@ -187,11 +188,14 @@ def attachment(file_name: str) -> str:
 
 
 def _json_body() -> dict:
+    refusal = BodyTooLarge(f"The request body is larger than {MAX_JSON_BYTES} bytes.")
     if (request.content_length or 0) > MAX_JSON_BYTES:
-        raise BodyTooLarge(f"The request body is larger than {MAX_JSON_BYTES} bytes.")
-    data = request.stream.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise BodyTooLarge(f"The request body is larger than {MAX_JSON_BYTES} bytes.")
+        raise refusal
+    data = bytearray()
+    for chunk in CallerBody(request, g.exchange).chunks():
+        data += chunk
+        if len(data) > MAX_JSON_BYTES:
+            raise refusal
     try:
         body = json.loads(data or b"{}")
     except ValueError:

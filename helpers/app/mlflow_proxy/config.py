@@ -33,6 +33,27 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class CallerDeadlines:
+    """How long a caller may take to send its request (docs/security.md, "Deadlines")."""
+
+    header_seconds: float = 10.0
+    body_read_seconds: float = 30.0
+
+
+def load_caller_deadlines(environ: Mapping[str, str]) -> CallerDeadlines:
+    """Also read by the gunicorn worker, which enforces them (gunicorn_worker.py)."""
+    defaults = CallerDeadlines()
+    return CallerDeadlines(
+        header_seconds=_positive(
+            environ, "MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS", defaults.header_seconds, float
+        ),
+        body_read_seconds=_positive(
+            environ, "MLFLOW_PROXY_BODY_READ_TIMEOUT_SECONDS", defaults.body_read_seconds, float
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     resource_arn: str
     mode: str  # TRACKING_SERVER or SERVERLESS, from the ARN
@@ -49,6 +70,7 @@ class Config:
     read_timeout_seconds: float
     artifact_location: Optional[ArtifactLocation] = None  # None: artifact calls are forwarded
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    caller_deadlines: CallerDeadlines = CallerDeadlines()
 
     @property
     def tokens_secret_region(self) -> str:
@@ -161,6 +183,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         max_artifact_bytes=_positive(
             environ, "MLFLOW_PROXY_MAX_ARTIFACT_BYTES", DEFAULT_MAX_ARTIFACT_BYTES, int
         ),
+        caller_deadlines=load_caller_deadlines(environ),
     )
 
 

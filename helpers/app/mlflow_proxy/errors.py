@@ -7,7 +7,7 @@ Upstream errors never come through here: they are streamed back untouched.
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,20 @@ class InvalidRequest(ProxyError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
+class MalformedRequest(ProxyError):
+    """The request cannot be read as HTTP: a body cut short or badly chunked, a bad header."""
+
+    status = 400
+    error_code = "MALFORMED_REQUEST"
+
+
+class RequestTimeout(ProxyError):
+    """The caller stalled while sending its request (config.CallerDeadlines)."""
+
+    status = 408
+    error_code = "DEADLINE_EXCEEDED"
+
+
 class BodyTooLarge(ProxyError):
     status = 413
     error_code = "RESOURCE_LIMIT_EXCEEDED"
@@ -64,6 +78,14 @@ class UpstreamUnreachable(ProxyError):
 class AwsRefused(ProxyError):
     """S3 or SageMaker's control plane refused the proxy's role: a missing permission, a KMS key
     it may not use, a resource that is gone. Not transient; the log has AWS's whole answer."""
+
+    status = 502
+    error_code = "INTERNAL_ERROR"
+
+
+class UpstreamMalformed(ProxyError):
+    """The upstream answered with a response that is not valid HTTP (obs-fold, a header line
+    without a colon, control characters): relaying it could desynchronise the caller."""
 
     status = 502
     error_code = "INTERNAL_ERROR"
@@ -97,11 +119,15 @@ def register_error_handler(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle(error: Exception):
         if isinstance(error, ProxyError):
-            return mlflow_error(error.status, error.error_code, error.message)
-        if isinstance(error, HTTPException):
+            status, code, message = error.status, error.error_code, error.message
+        elif isinstance(error, HTTPException):
             # Raised by Flask's routing: a path or method outside the MLflow REST API.
-            code = _HTTP_ERROR_CODES.get(error.code, "BAD_REQUEST")
+            status, code = error.code, _HTTP_ERROR_CODES.get(error.code, "BAD_REQUEST")
             message = f"{request.method} {request.path}: {error.description}"
-            return mlflow_error(error.code, code, message)
-        logger.exception("Unexpected error")
-        return mlflow_error(500, "INTERNAL_ERROR", "The proxy failed; see its log.")
+        else:
+            logger.exception("Unexpected error")
+            status, code, message = 500, "INTERNAL_ERROR", "The proxy failed; see its log."
+        exchange = g.get("exchange")
+        if exchange is not None:
+            exchange.error = f"{code}: {message}"
+        return mlflow_error(status, code, message)

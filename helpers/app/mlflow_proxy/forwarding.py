@@ -8,6 +8,7 @@ serves the artifact store, JSON bodies have their artifact URIs mapped on the wa
 
 import hashlib
 import logging
+import re
 import tempfile
 import time
 from typing import IO, Callable, Iterable, Iterator, Optional
@@ -31,9 +32,11 @@ from mlflow_proxy.credentials import SigningCredentials
 from mlflow_proxy.errors import (
     BodyTooLarge,
     InvalidRequest,
+    UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from mlflow_proxy.request_body import CallerBody
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +67,44 @@ def _is_ours_to_replace(name: str) -> bool:
 
 
 def _end_to_end(headers) -> list[tuple[str, str]]:
-    """Headers without the hop-by-hop ones, including any the Connection header names."""
+    """Headers without the hop-by-hop ones, including any the Connection header names.
+
+    Proxy-Connection is not in werkzeug's list: it is the non-standard Connection of old
+    clients, hop-by-hop wherever it appears (RFC 9110 section 7.6.1).
+    """
     named_by_connection = {
         token.strip().lower() for token in headers.get("Connection", "").split(",") if token.strip()
     }
+    named_by_connection.add("proxy-connection")
     return [
         (name, value)
         for name, value in headers.items()
         if not is_hop_by_hop_header(name) and name.lower() not in named_by_connection
     ]
+
+
+# RFC 9110 section 5.1 and 5.5: a token, and visible characters, spaces and tabs (no obs-fold).
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _malformed_header(upstream: urllib3.BaseHTTPResponse) -> Optional[str]:
+    """Why the upstream's header section is not valid HTTP, or None.
+
+    http.client parses it leniently: a line without a colon ends the headers silently (the
+    lines after it, Content-Length and Transfer-Encoding among them, are lost, and with them the
+    framing), an obs-folded line is joined with its CRLF. Only the original response's parse
+    defects tell the first; urllib3 merely logs them.
+    """
+    original = getattr(upstream, "_original_response", None)
+    if original is not None and original.msg.defects:
+        return type(original.msg.defects[0]).__name__
+    for name, value in upstream.headers.items():
+        if not _FIELD_NAME.fullmatch(name):
+            return "a header name that is not a token"
+        if not _FIELD_VALUE.fullmatch(value):
+            return f"a control character or line folding in {name}"
+    return None
 
 
 class Upstream:
@@ -109,14 +141,16 @@ class Upstream:
         url = self._config.endpoint_url + path  # what is signed
         target = self._base_path + path  # what is sent, to the pool's host
         mapping = self._uri_mapping
+        limit = self._config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(limit)
         body, length, body_sha256 = _spool_body(
-            request,
-            self._config.max_body_bytes,
+            CallerBody(request, exchange).chunks(CHUNK_BYTES),
+            limit,
             mapping.to_upstream(request.path)
             if mapping and is_json(request.content_type)
             else None,
         )
-        exchange.bytes_in = length
         try:
             headers = {
                 name: value
@@ -145,8 +179,17 @@ class Upstream:
             exchange.upstream_seconds = time.monotonic() - started
         finally:
             body.close()
+        malformed = _malformed_header(upstream)
+        if malformed:
+            upstream.close()  # its framing is unknown: the connection cannot be reused
+            upstream.release_conn()
+            raise UpstreamMalformed(f"The MLflow endpoint answered with {malformed}.")
         rewrite = None
         dropped = _SET_BY_OUR_SERVER
+        if "Transfer-Encoding" in upstream.headers:
+            # RFC 9112 section 6.3: Transfer-Encoding overrides Content-Length, and an
+            # intermediary must remove the Content-Length before relaying what it decoded.
+            dropped = dropped | {"content-length"}
         if (
             mapping
             and is_json(upstream.headers.get("Content-Type"))
@@ -206,18 +249,15 @@ Rewrite = Callable[[Iterable[bytes]], Iterator[bytes]]
 
 
 def _spool_body(
-    request: Request, limit: int, rewrite: Optional[Rewrite] = None
+    chunks: Iterator[bytes], limit: int, rewrite: Optional[Rewrite] = None
 ) -> tuple[IO[bytes], int, str]:
     """Read the body once (rewritten, if asked): count it against the limit, hash it, keep it
-    for sending."""
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+    for sending. Nothing is sent before the whole body has arrived (request_body.py)."""
     spool = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY_BYTES)
     digest = hashlib.sha256()
     length = 0
     try:
         # Chunked bodies have no Content-Length: the limit is enforced while reading.
-        chunks = iter(lambda: request.stream.read(CHUNK_BYTES), b"")
         for chunk in rewrite(chunks) if rewrite else chunks:
             length += len(chunk)
             if length > limit:

@@ -14,6 +14,7 @@ from proxy_support import (
     TRACKING_ARN,
     CapturedLog,
     FakeUpstream,
+    Gunicorn,
     moto_server,
     s3_client,
     serve_in_thread,
@@ -72,6 +73,19 @@ def proxy(start_proxy, proxy_env):
     return start_proxy(proxy_env)
 
 
+@pytest.fixture
+def run_gunicorn():
+    """run(environ, *gunicorn options) -> a Gunicorn serving the proxy; stopped after the test."""
+    started = []
+
+    def run(environ, *options):
+        server = Gunicorn(environ, *options)
+        started.append(server)
+        return server
+
+    yield run
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,12 @@ what the test tells it to. The proxy is the real app under werkzeug's threaded s
 gunicorn test runs it the way the instances do.
 """
 
+import json
 import logging
+import os
+import queue
+import re
+import signal
 import socket
 import subprocess
 import threading
@@ -19,6 +24,8 @@ from typing import Callable, Optional
 import botocore.session
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from local.stand_in import PROXY_PYTHON
 
 TRACKING_ARN = "arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/test-server"
 APP_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-ABCDEF123456"
@@ -110,12 +117,105 @@ class CapturedLog(logging.Handler):
             self._changed.wait_for(lambda: len(self._access()) >= count, timeout=10)
             return self._access()
 
+    def access_entries(self, count: int) -> list[dict]:
+        """The access lines, parsed: each must be one JSON object."""
+        return [json.loads(line) for line in self.access_lines(count)]
+
     def _access(self) -> list[str]:
-        return [line for line in self.lines if line.startswith("client=")]
+        return [line for line in self.lines if line.startswith('{"client": ')]
 
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+APP_DIR = Path(__file__).parents[3] / "helpers" / "app"
+GUNICORN = PROXY_PYTHON.with_name("gunicorn")  # the proxy's own virtualenv, as on the instances
+
+
+def gunicorn_environment(**variables):
+    """The environment of a proxy under gunicorn: only what the test sets, no AWS files."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "SM_MLFLOW_", "MLFLOW_PROXY_"))
+    }
+    environ.update(
+        PYTHONPATH=str(APP_DIR),
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        AWS_EC2_METADATA_DISABLED="true",
+        **variables,
+    )
+    return environ
+
+
+class Gunicorn:
+    """gunicorn in a subprocess; its stderr is collected line by line by a reader thread."""
+
+    def __init__(self, environ, *options: str):
+        self.process = subprocess.Popen(
+            [
+                str(GUNICORN),
+                "-c",
+                str(APP_DIR / "gunicorn.conf.py"),
+                "--bind",
+                "127.0.0.1:0",
+                # One worker: it has served the requests, so it is up when SIGTERM comes. A
+                # worker still booting misses the signal and is only killed after
+                # graceful_timeout, which would make the shutdown check slow and flaky.
+                "--workers",
+                "1",
+                *options,
+                "mlflow_proxy:create_app()",
+            ],
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines = []
+        self._new_lines = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stderr:
+            self.lines.append(line)
+            self._new_lines.put(line)
+        self._new_lines.put(None)
+
+    def wait_for_line(self, pattern):
+        """The first stderr line matching `pattern`, or None if gunicorn stops first."""
+        while True:
+            try:
+                line = self._new_lines.get(timeout=60)
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def url(self) -> str:
+        """The base URL once gunicorn listens; fails with its output if it never does."""
+        listening = self.wait_for_line(r"Listening at: (http://127\.0\.0\.1:\d+)")
+        assert listening, "".join(self.lines)
+        return listening[1]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=10)
+        return self.process.returncode
 
 
 MOTO_SERVER = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "moto_server"
@@ -164,3 +264,36 @@ def s3_client(endpoint_url: str, config=None):
 def all_keys(s3, bucket: str) -> list[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+@contextmanager
+def raw_upstream(response: bytes):
+    """An upstream on a raw socket that answers every request with `response`, byte for byte
+    (framing no HTTP library would write), then closes. Yields (url, requests received)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with connection:
+                connection.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = connection.recv(65536)
+                    if not more:
+                        break
+                    data += more
+                received.append(data)
+                connection.sendall(response)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", received
+    finally:
+        listener.close()
+        thread.join(timeout=10)

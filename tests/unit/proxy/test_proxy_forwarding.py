@@ -1,3 +1,4 @@
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -11,7 +12,7 @@ import pytest
 import requests
 from werkzeug.wrappers import Response
 
-from proxy_support import TRACKING_ARN, WRITER
+from proxy_support import TRACKING_ARN, WRITER, raw_upstream
 
 SEARCH = "/api/2.0/mlflow/experiments/search"
 
@@ -373,3 +374,66 @@ def test_an_upstream_body_that_breaks_off_is_not_passed_as_complete(
         server.server_close()
         thread.join()
     assert "broke off after 10 bytes" in proxy_log.text
+
+
+@pytest.fixture
+def proxy_to_raw_upstream(start_proxy, proxy_env):
+    """start(response bytes) -> (proxy URL, raw requests the upstream received)."""
+    with contextlib.ExitStack() as stack:
+
+        def start(response: bytes):
+            url, received = stack.enter_context(raw_upstream(response))
+            return start_proxy({**proxy_env, "SM_MLFLOW_ENDPOINT_URL": url}), received
+
+        yield start
+
+
+def test_a_response_with_both_content_length_and_chunked_is_relayed_by_its_chunks(
+    proxy_to_raw_upstream,
+):
+    proxy, _ = proxy_to_raw_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nc\r\nhello world!\r\n0\r\n\r\n"
+    )
+    status, headers, body = _raw_request(proxy, "GET", "/api/2.0/mlflow/runs/get", WRITER.items())
+    assert (status, body) == (200, b"hello world!")
+    assert "Content-Length" not in headers
+
+
+@pytest.mark.parametrize(
+    "header_lines",
+    [
+        b"X-Folded: first\r\n second\r\n",  # obs-fold (RFC 9112 section 5.2)
+        b"this line has no colon\r\n",
+        b"X-Control: a\x01b\r\n",
+        b"X Space: in the name\r\n",
+    ],
+)
+def test_a_malformed_upstream_header_is_a_502_in_mlflow_json(
+    proxy_to_raw_upstream, proxy_log, header_lines
+):
+    proxy, _ = proxy_to_raw_upstream(
+        b"HTTP/1.1 200 OK\r\n" + header_lines + b"Content-Length: 2\r\n\r\n{}"
+    )
+    status, headers, body = _raw_request(proxy, "GET", "/api/2.0/mlflow/runs/get", WRITER.items())
+    assert status == 502
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error_code"] == "INTERNAL_ERROR"
+    assert "Traceback" not in proxy_log.text
+
+
+def test_proxy_connection_is_hop_by_hop_both_ways(proxy_to_raw_upstream):
+    proxy, received = proxy_to_raw_upstream(
+        b"HTTP/1.1 200 OK\r\nProxy-Connection: keep-alive\r\nX-Kept: yes\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    status, headers, _ = _raw_request(
+        proxy,
+        "GET",
+        "/api/2.0/mlflow/runs/get",
+        [*WRITER.items(), ("Proxy-Connection", "keep-alive")],
+    )
+    assert status == 200
+    assert headers["X-Kept"] == "yes"
+    assert "proxy-connection" not in {name.lower() for name in headers}
+    assert b"proxy-connection" not in received[0].lower()

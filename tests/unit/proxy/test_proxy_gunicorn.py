@@ -1,117 +1,17 @@
 """The app under real gunicorn, started the way the instances and local/ start it."""
 
-import os
-import queue
-import re
 import signal
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from werkzeug.wrappers import Response
 
-from local.stand_in import PROXY_PYTHON
-from proxy_support import ACCESS_KEY, SECRET_KEY, TOKENS_JSON, TRACKING_ARN, WRITER, WRITER_TOKEN
+from proxy_support import TOKENS_JSON, TRACKING_ARN, WRITER, WRITER_TOKEN
+from proxy_support import gunicorn_environment as _environment
 
 pytestmark = pytest.mark.slow
-
-APP_DIR = Path(__file__).parents[3] / "helpers" / "app"
-GUNICORN = PROXY_PYTHON.with_name("gunicorn")  # the proxy's own virtualenv, as on the instances
-
-
-def _environment(**variables):
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "SM_MLFLOW_", "MLFLOW_PROXY_"))
-    }
-    environ.update(
-        PYTHONPATH=str(APP_DIR),
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-        AWS_EC2_METADATA_DISABLED="true",
-        **variables,
-    )
-    return environ
-
-
-class Gunicorn:
-    """gunicorn in a subprocess; its stderr is collected line by line by a reader thread."""
-
-    def __init__(self, environ):
-        self.process = subprocess.Popen(
-            [
-                str(GUNICORN),
-                "-c",
-                str(APP_DIR / "gunicorn.conf.py"),
-                "--bind",
-                "127.0.0.1:0",
-                # One worker: it has served the requests, so it is up when SIGTERM comes. A
-                # worker still booting misses the signal and is only killed after
-                # graceful_timeout, which would make the shutdown check slow and flaky.
-                "--workers",
-                "1",
-                "mlflow_proxy:create_app()",
-            ],
-            env=environ,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines = []
-        self._new_lines = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.process.stderr:
-            self.lines.append(line)
-            self._new_lines.put(line)
-        self._new_lines.put(None)
-
-    def wait_for_line(self, pattern):
-        """The first stderr line matching `pattern`, or None if gunicorn stops first."""
-        while True:
-            try:
-                line = self._new_lines.get(timeout=60)
-            except queue.Empty:
-                return None
-            if line is None:
-                return None
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=10)
-        return self.process.returncode
-
-
-@pytest.fixture
-def run_gunicorn():
-    started = []
-
-    def run(environ):
-        server = Gunicorn(environ)
-        started.append(server)
-        return server
-
-    yield run
-    for server in started:
-        server.stop()
-
 
 def test_serves_health_and_forwards_signed_requests(run_gunicorn, upstream):
     server = run_gunicorn(
@@ -136,7 +36,8 @@ def test_serves_health_and_forwards_signed_requests(run_gunicorn, upstream):
     assert response.status_code == 200, response.text
     assert upstream.last.raw_uri.endswith("experiment_name=my%20exp")
     assert upstream.last.header("Authorization").startswith("AWS4-HMAC-SHA256 ")
-    access_line = r"caller=ci method=GET path=/api/2.0/mlflow/experiments/get-by-name status=200"
+    # A bare JSON object, as CloudWatch Logs Insights wants it.
+    access_line = r'^\{"client": "127.0.0.1", "caller": "ci", "method": "GET", "path": "/api/2.0/mlflow/experiments/get-by-name", "status": 200, .*\}$'
     assert server.wait_for_line(access_line), "".join(server.lines)
 
     # Long query strings: up to gunicorn's bound they are forwarded; past it, MLflow-shaped JSON.
@@ -165,6 +66,22 @@ def test_serves_health_and_forwards_signed_requests(run_gunicorn, upstream):
                 "MLFLOW_PROXY_READ_TIMEOUT_SECONDS": "forever",
             },
             "MLFLOW_PROXY_READ_TIMEOUT_SECONDS",
+        ),
+        (
+            {
+                "SM_MLFLOW_RESOURCE_ARN": TRACKING_ARN,
+                "MLFLOW_PROXY_TOKENS": TOKENS_JSON,
+                "MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS": "0",
+            },
+            "MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS",
+        ),
+        (
+            {
+                "SM_MLFLOW_RESOURCE_ARN": TRACKING_ARN,
+                "MLFLOW_PROXY_TOKENS": TOKENS_JSON,
+                "MLFLOW_PROXY_BODY_READ_TIMEOUT_SECONDS": "soon",
+            },
+            "MLFLOW_PROXY_BODY_READ_TIMEOUT_SECONDS",
         ),
     ],
 )
