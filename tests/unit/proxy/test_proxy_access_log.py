@@ -75,7 +75,7 @@ def test_behind_cloudfront_the_client_is_the_address_cloudfront_appended(proxy, 
     # load balancer behind it preserves the header (docs/before-first-deploy.md#the-access-path):
     # a forged first entry must not become the logged client.
     requests.get(proxy + "/health", headers={"X-Forwarded-For": "203.0.113.66, 198.51.100.7"})
-    assert _access_lines(proxy_log, 1)[0]["client"] == "198.51.100.7"
+    assert json.loads(proxy_log.access_lines(1)[0])["client"] == "198.51.100.7"
 
 
 def test_a_path_cannot_forge_a_log_line(proxy, upstream, proxy_log):
