@@ -1,4 +1,5 @@
-"""Who is calling: caller tokens (inline or from Secrets Manager) and what each may do."""
+"""Who is calling: caller tokens (inline or from Secrets Manager), how a request is
+authenticated with them, and what each caller may do."""
 
 import hashlib
 import hmac
@@ -11,6 +12,7 @@ from typing import Callable, Optional
 
 from werkzeug.datastructures import Authorization
 
+from mlflow_proxy.errors import PermissionDenied, Unauthenticated
 from mlflow_proxy.read_endpoints import READ_ONLY_POST_PATHS
 
 logger = logging.getLogger(__name__)
@@ -170,3 +172,53 @@ class SecretTokens:
         finally:
             client.close()
         return parse_tokens(secret["SecretString"])
+
+
+class Authenticator:
+    """Finds the caller behind a request's Authorization header; None as tokens: an open proxy."""
+
+    def __init__(self, tokens):
+        self._tokens = tokens
+
+    def caller(self, authorization_header: Optional[str]) -> Caller:
+        if self._tokens is None:
+            return ANONYMOUS
+        token = presented_token(authorization_header)
+        caller = self._tokens.caller_for(token) if token else None
+        if caller is None:
+            raise Unauthenticated(
+                "A valid token is required: set MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_PASSWORD)."
+            )
+        return caller
+
+
+def authorize(caller: Caller, method: str, path: str) -> None:
+    """Raises PermissionDenied unless the caller may make this request."""
+    if not caller.may_call(method, path):
+        raise PermissionDenied(
+            f"Caller {caller.name!r} has a read-only token; {method} {path} changes data."
+        )
+
+
+def authenticator_for(config, session) -> Authenticator:
+    """The Authenticator the configuration asks for; a secret that cannot be read stops start-up."""
+    from mlflow_proxy.config import ConfigError  # here: config.py imports this module
+
+    if config.open_access:
+        return Authenticator(None)
+    if config.tokens_secret_arn is None:
+        return Authenticator(InlineTokens(config.inline_tokens))
+    try:
+        tokens = SecretTokens(
+            config.tokens_secret_arn,
+            create_client=lambda: session.create_client(
+                "secretsmanager", region_name=config.tokens_secret_region
+            ),
+            refresh_seconds=config.tokens_refresh_seconds,
+        )
+    except Exception as error:
+        raise ConfigError(
+            f"MLFLOW_PROXY_TOKENS_SECRET_ARN: could not load caller tokens from "
+            f"{config.tokens_secret_arn}: {error}"
+        ) from error
+    return Authenticator(tokens)
