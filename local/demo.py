@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import traceback
+import uuid
 
 from local.stand_in import StandIn
 
@@ -52,14 +53,15 @@ def main(argv=None) -> int:
             print(f"  proxy            {stand_in.proxy_url}")
             print(f"  stand-in         {stand_in.emulator_url}  ({stand_in.resource_arn})")
             print(f"  mlflow server    {stand_in.mlflow_url}")
-            print(f"  S3 (moto)        {stand_in.s3_url}", flush=True)
+            print(f"  S3 (moto)        {stand_in.s3_url}")
+            print(f"  OIDC issuer      {stand_in.issuer.url}", flush=True)
 
             # The MLflow client reads these at each request; it is what a user sets, too.
             os.environ["MLFLOW_TRACKING_URI"] = stand_in.proxy_url
             os.environ["MLFLOW_TRACKING_TOKEN"] = stand_in.token
             # A broken chain should fail the demo in seconds, not after minutes of retries.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-            passed = run_workload_and_report(stand_in)
+            passed = run_workload_and_report(stand_in) and show_oidc_caller(stand_in)
 
             print("\nTo use the running proxy from your own MLflow client:")
             print(f"  export MLFLOW_TRACKING_URI={stand_in.proxy_url}")
@@ -98,6 +100,35 @@ def run_workload_and_report(stand_in: StandIn) -> bool:
             )
         return False
     print(f"  STS AssumeRole calls so far: {stand_in.stats()['assume_role_calls']}")
+    return True
+
+
+def show_oidc_caller(stand_in: StandIn) -> bool:
+    """A CI job's way in: its platform's OIDC token instead of a stored one."""
+    from mlflow import MlflowClient
+
+    token = stand_in.oidc_token()
+    print(
+        "\nA keyless caller: an OIDC token from the local issuer (GitHub Actions' claims for "
+        "demo-org/demo-repo on refs/heads/main) as MLFLOW_TRACKING_TOKEN, no stored secret:"
+    )
+    static_token = os.environ["MLFLOW_TRACKING_TOKEN"]
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    try:
+        client = MlflowClient(tracking_uri=stand_in.proxy_url)
+        experiment_id = client.create_experiment(f"keyless CI {uuid.uuid4().hex[:8]}")
+        run = client.create_run(experiment_id, run_name="from CI, no stored token")
+        client.log_metric(run.info.run_id, "accuracy", 0.9)
+        client.set_terminated(run.info.run_id)
+    except Exception:
+        print("\nThe OIDC caller FAILED:", file=sys.stderr)
+        traceback.print_exc()
+        print(f"\n--- last lines of the proxy log ---\n{stand_in.log_tail('proxy')}", file=sys.stderr)
+        return False
+    finally:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = static_token
+    print(f"  logged run {run.info.run_id}; the access log names the caller")
+    print("  caller=github:demo-org/demo-repo@refs/heads/main (docs/oidc-callers.md)", flush=True)
     return True
 
 

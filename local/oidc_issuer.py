@@ -19,7 +19,7 @@ from typing import Optional
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 TOKEN_LIFETIME_SECONDS = 300
@@ -28,6 +28,11 @@ KEY_MAKERS = {
     "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
     "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
 }
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:
+        pass  # the demo's output is for the MLflow calls; issuer.requests counts these
 
 
 class LocalIssuer:
@@ -70,7 +75,9 @@ class LocalIssuer:
 
     def start(self) -> None:
         """Serve (again, on the same port after stop())."""
-        self._server = make_server("127.0.0.1", self._port, self._app, threaded=True)
+        self._server = make_server(
+            "127.0.0.1", self._port, self._app, threaded=True, request_handler=_QuietRequestHandler
+        )
         self._port = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -69,6 +69,7 @@ def test_demo_runs_the_workload_and_prints_the_client_settings():
     _, token = printed_settings(output)
     assert token == "demo-token-read-write"
     assert "with alias 'champion'" in output
+    assert "caller=github:demo-org/demo-repo@refs/heads/main" in output  # the OIDC caller
     assert "mlflow-app/" in output
 
 
@@ -82,7 +83,8 @@ def test_demo_stops_every_process_on_ctrl_c():
         output = "".join(lines)
         assert "press Ctrl-C" in output, output
         ports = [int(port) for port in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
-        assert len(set(ports)) == len(StandIn.PARTS), output  # S3, mlflow, emulator, proxy
+        # S3, mlflow, emulator, proxy, and the local OIDC issuer (a thread of the demo)
+        assert len(set(ports)) == len(StandIn.PARTS) + 1, output
         assert all(listening(port) for port in set(ports))
 
         process.send_signal(signal.SIGINT)
