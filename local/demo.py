@@ -123,12 +123,15 @@ def show_oidc_caller(stand_in: StandIn) -> bool:
     except Exception:
         print("\nThe OIDC caller FAILED:", file=sys.stderr)
         traceback.print_exc()
-        print(f"\n--- last lines of the proxy log ---\n{stand_in.log_tail('proxy')}", file=sys.stderr)
+        proxy_log = stand_in.log_tail("proxy")
+        print(f"\n--- last lines of the proxy log ---\n{proxy_log}", file=sys.stderr)
         return False
     finally:
         os.environ["MLFLOW_TRACKING_TOKEN"] = static_token
-    print(f"  logged run {run.info.run_id}; the access log names the caller")
-    print("  caller=github:demo-org/demo-repo@refs/heads/main (docs/oidc-callers.md)", flush=True)
+    print(f"  logged run {run.info.run_id}; the proxy's access log names the caller by its claims:")
+    lines = stand_in.log_path("proxy").read_text(errors="replace").splitlines()
+    print("  " + next(line for line in lines if "github:demo-org/" in line).strip())
+    print("  (the rules the proxy trusts it by: docs/oidc-callers.md)", flush=True)
     return True
 
 

@@ -45,6 +45,10 @@ def oidc_issuer(url: str) -> dict:
                 "access": "read-write",
                 "name": "github:{repository}@{ref}",
             },
-            {"claims": {"repository": "demo-org/*"}, "access": "read-only", "name": "github:{repository}"},
+            {
+                "claims": {"repository": "demo-org/*"},
+                "access": "read-only",
+                "name": "github:{repository}",
+            },
         ],
     }

@@ -102,11 +102,14 @@ class LocalIssuer:
                 "id_token_signing_alg_values_supported": sorted(KEY_MAKERS),
             }
         elif request.path == "/.well-known/jwks":
-            body = {"keys": [self._jwk(kid) for kid, (_, _, published) in self._keys.items() if published]}
+            published = [kid for kid, (_, _, publish) in self._keys.items() if publish]
+            body = {"keys": [self._jwk(kid) for kid in published]}
         else:
             body = None
-        response = Response(json.dumps(body), status=200 if body else 404, content_type="application/json")
-        return response(environ, start_response)
+        status = 200 if body else 404
+        return Response(json.dumps(body), status, content_type="application/json")(
+            environ, start_response
+        )
 
     def _jwk(self, kid: str) -> dict:
         alg, private_key, _ = self._keys[kid]

@@ -69,7 +69,7 @@ def test_demo_runs_the_workload_and_prints_the_client_settings():
     _, token = printed_settings(output)
     assert token == "demo-token-read-write"
     assert "with alias 'champion'" in output
-    assert "caller=github:demo-org/demo-repo@refs/heads/main" in output  # the OIDC caller
+    assert "github:demo-org/demo-repo@refs/heads/main" in output  # the OIDC caller's log line
     assert "mlflow-app/" in output
 
 

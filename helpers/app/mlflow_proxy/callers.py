@@ -44,6 +44,7 @@ class Caller:
 
 ANONYMOUS = Caller(name="anonymous", read_only=False)
 
+
 @dataclass(frozen=True)
 class StaticToken:
     digest: bytes = field(repr=False)  # SHA-256 of the token: tokens are kept only as digests
@@ -88,7 +89,9 @@ def parse_tokens(text: str) -> TokenTable:
     names = [token.caller.name for token in tokens]
     for position, name in enumerate(names):
         if name in names[:position]:
-            raise TokenFormatError(f"entry {name!r}: the name is used twice; names appear in the log")
+            raise TokenFormatError(
+                f"entry {name!r}: the name is used twice; names appear in the log"
+            )
     if len({token.digest for token in tokens}) != len(tokens):
         raise TokenFormatError("two entries share one token; give each caller its own")
     urls = [issuer.url for issuer in issuers]

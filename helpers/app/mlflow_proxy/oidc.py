@@ -201,7 +201,9 @@ class IssuerKeys:
         keys = {
             key.key_id: key
             for key in key_set.keys
-            if key.key_id and key.algorithm_name in ALGORITHMS and key.public_key_use in (None, "sig")
+            if key.key_id
+            and key.algorithm_name in ALGORITHMS
+            and key.public_key_use in (None, "sig")
         }
         if not keys:
             raise ValueError("it publishes no asymmetric signing key with a kid")
@@ -251,10 +253,15 @@ class Verifier:
                 audience=list(issuer.audiences),
                 issuer=issuer.url,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "iss", "aud"], "enforce_minimum_key_length": True},
+                options={
+                    "require": ["exp", "iat", "iss", "aud"],
+                    "enforce_minimum_key_length": True,
+                },
             )
         except jwt.PyJWTError as error:
-            raise Unauthenticated(f"The OIDC token from {issuer.url} is refused: {error}.") from None
+            raise Unauthenticated(
+                f"The OIDC token from {issuer.url} is refused: {error}."
+            ) from None
         age = time.time() - claims["iat"]
         if age > issuer.max_token_age_seconds + LEEWAY_SECONDS:
             raise Unauthenticated(

@@ -42,7 +42,9 @@ def add_to_secret(client, secret_arn: str, entry: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlflow_proxy.tokens", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mlflow_proxy.tokens", description=__doc__.splitlines()[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="make a token and add its hash to the caller document")
     add.add_argument("--name", required=True, help="the caller's name, as the access log shows it")
@@ -56,17 +58,19 @@ def main(argv=None) -> int:
         parse_tokens(json.dumps(entry))
         if args.secret_arn:
             region = args.secret_arn.split(":")[3] if args.secret_arn.count(":") >= 6 else None
-            client = botocore.session.get_session().create_client("secretsmanager", region_name=region)
+            session = botocore.session.get_session()
+            client = session.create_client("secretsmanager", region_name=region)
             add_to_secret(client, args.secret_arn, entry)
     except TokenFormatError as error:
         print(f"Not added: {error}", file=sys.stderr)
         return 2
     print(token)
     if args.secret_arn:
-        print(f"Added {args.name!r} to {args.secret_arn}; the token above is shown only now.", file=sys.stderr)
+        print(f"Added {args.name!r} to {args.secret_arn}.", file=sys.stderr)
     else:
         print(json.dumps(entry))
-        print("Add the entry (second line) to MLFLOW_PROXY_TOKENS; the token is shown only now.", file=sys.stderr)
+        print("Add the entry (second line) to MLFLOW_PROXY_TOKENS.", file=sys.stderr)
+    print("The token (first line) is shown only now; the proxy keeps its hash.", file=sys.stderr)
     return 0
 
 
