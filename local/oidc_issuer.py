@@ -14,6 +14,7 @@ present a kid the issuer does not publish.
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from typing import Optional
 
@@ -57,7 +58,12 @@ class LocalIssuer:
     def mint(self, claims: dict, kid: str = "key-1", audience: Optional[str] = None) -> str:
         """A token signed with `kid`; iss, iat and exp default to this issuer and now."""
         now = int(time.time())
-        payload = {"iss": self.url, "iat": now, "exp": now + TOKEN_LIFETIME_SECONDS}
+        payload = {
+            "iss": self.url,
+            "iat": now,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
+            "jti": uuid.uuid4().hex,  # as real issuers do: no two tokens are the same
+        }
         if audience is not None:
             payload["aud"] = audience
         payload.update(claims)

@@ -8,6 +8,7 @@ from the issuer's `/.well-known/openid-configuration` on first use, never at sta
 unreachable issuer cannot stop the proxy; without keys its tokens get 503, never a pass.
 """
 
+import hashlib
 import json
 import logging
 import re
@@ -36,6 +37,9 @@ KEYS_REFRESH_SECONDS = 3600  # keys in use are re-fetched this often (issuers ro
 REFETCH_INTERVAL_SECONDS = 60  # an unknown kid or a failed fetch re-fetches at most this often
 FETCH_TIMEOUT_SECONDS = 5
 MAX_DOCUMENT_BYTES = 1024 * 1024
+# A CI job sends one token with every call: verifying it costs ~0.6 ms of CPU (PyJWT's parsing
+# more than RSA), remembering it ~2 us. Bounded: cleared when full of unexpired tokens.
+MAX_REMEMBERED_TOKENS = 4096
 # http:// is accepted for these hosts only: the tests' and the demo's issuer on loopback. A
 # token or a key fetched in clear text can only come from this machine.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -223,12 +227,27 @@ class Verifier:
         self._clock = clock
         self._keys: dict[str, IssuerKeys] = {}
         self._keys_lock = threading.Lock()
+        # SHA-256 of a verified token -> (its issuer as then configured, claims, valid until)
+        self._verified: dict[bytes, tuple[TrustedIssuer, dict, float]] = {}
 
     def verify(self, token: str, issuers: tuple[TrustedIssuer, ...]) -> tuple[TrustedIssuer, dict]:
         """The issuer and the verified claims; raises Unauthenticated or IssuerUnavailable."""
+        digest = hashlib.sha256(token.encode()).digest()
+        remembered = self._verified.get(digest)
+        # Only while the issuer's entry is unchanged: a re-read document may have narrowed it.
+        if remembered is not None and remembered[0] in issuers and time.time() < remembered[2]:
+            return remembered[0], remembered[1]
+        issuer, claims = self._verify(token, issuers)
+        if len(self._verified) >= MAX_REMEMBERED_TOKENS:
+            self._verified.clear()
+        valid_until = min(claims["exp"], claims["iat"] + issuer.max_token_age_seconds)
+        self._verified[digest] = (issuer, claims, valid_until)
+        return issuer, claims
+
+    def _verify(self, token: str, issuers: tuple[TrustedIssuer, ...]) -> tuple[TrustedIssuer, dict]:
         try:
-            header = jwt.get_unverified_header(token)
-            iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+            header, iss = unverified["header"], unverified["payload"].get("iss")
         except jwt.PyJWTError:
             raise Unauthenticated(
                 "The token is neither a known token nor a well-formed JWT."

@@ -305,3 +305,16 @@ def test_claim_wildcards(pattern, value, matches):
 def test_a_missing_name_claim_shows_as_a_question_mark():
     rule = oidc.Rule(conditions=(), read_only=False, name="gitlab:{project_path}@{ref}")
     assert rule.caller_name({"project_path": "group/project"}) == "gitlab:group/project@?"
+
+
+def test_a_verified_token_is_remembered_only_while_its_issuer_entry_is_unchanged(
+    verifier_and_clock, issuer
+):
+    verifier, clock, issuers = verifier_and_clock
+    token = issuer.mint(MAIN, audience=AUDIENCE)
+    _, claims = verifier.verify(token, issuers)
+    assert verifier.verify(token, issuers)[1] is claims  # not verified again
+
+    narrowed = {**issuer_entry(issuer.url), "audiences": ["another-proxy"]}
+    with pytest.raises(Unauthenticated, match="Audience"):
+        verifier.verify(token, parse_tokens(json.dumps(narrowed)).issuers)
