@@ -240,7 +240,8 @@ class Verifier:
         issuer, claims = self._verify(token, issuers)
         if len(self._verified) >= MAX_REMEMBERED_TOKENS:
             self._verified.clear()
-        valid_until = min(claims["exp"], claims["iat"] + issuer.max_token_age_seconds)
+        # PyJWT has checked that both read as numbers (a string "123" does too).
+        valid_until = min(float(claims["exp"]), float(claims["iat"]) + issuer.max_token_age_seconds)
         self._verified[digest] = (issuer, claims, valid_until)
         return issuer, claims
 
@@ -281,7 +282,7 @@ class Verifier:
             raise Unauthenticated(
                 f"The OIDC token from {issuer.url} is refused: {error}."
             ) from None
-        age = time.time() - claims["iat"]
+        age = time.time() - float(claims["iat"])
         if age > issuer.max_token_age_seconds + LEEWAY_SECONDS:
             raise Unauthenticated(
                 f"The OIDC token from {issuer.url} was issued {age:.0f} s ago; this proxy "

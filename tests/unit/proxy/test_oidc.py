@@ -318,3 +318,10 @@ def test_a_verified_token_is_remembered_only_while_its_issuer_entry_is_unchanged
     narrowed = {**issuer_entry(issuer.url), "audiences": ["another-proxy"]}
     with pytest.raises(Unauthenticated, match="Audience"):
         verifier.verify(token, parse_tokens(json.dumps(narrowed)).issuers)
+
+
+def test_times_given_as_numeric_strings_are_read_as_numbers(verifier_and_clock, issuer):
+    verifier, _, issuers = verifier_and_clock
+    now = int(time.time())
+    token = issuer.mint({**MAIN, "iat": str(now), "exp": str(now + 300)}, audience=AUDIENCE)
+    assert verifier.verify(token, issuers)[1]["iat"] == str(now)
