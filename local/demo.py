@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import traceback
+import uuid
 
 from local.stand_in import REPO_ROOT, StandIn
 
@@ -66,6 +67,7 @@ def main(argv=None) -> int:
             print(f"  S3 (moto)        {stand_in.s3_url}")
             print(f"  read-write token {stand_in.token}")
             print(f"  read-only token  {stand_in.read_only_token}  (reads only: a write gets 403)")
+            print(f"  OIDC issuer      {stand_in.issuer.url}  (a JWT it signs is a token too)")
             print(LOGS_HEADING)
             for part in stand_in.PARTS:
                 print(f"  {LOG_NAMES[part]:<21}{stand_in.log_path(part).relative_to(REPO_ROOT)}")
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
             os.environ["MLFLOW_TRACKING_TOKEN"] = stand_in.token
             # A broken chain should fail the demo in seconds, not after minutes of retries.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-            passed = run_workload_and_report(stand_in)
+            passed = run_workload_and_report(stand_in) and show_oidc_caller(stand_in)
             if args.exit_after_workload or not passed:
                 return 0 if passed else 1
 
@@ -117,6 +119,38 @@ def run_workload_and_report(stand_in: StandIn) -> bool:
     by_role = stand_in.stats()["assume_role_calls_by_role"]
     calls = ", ".join(f"{role.rsplit('/', 1)[-1]} {n}" for role, n in sorted(by_role.items()))
     print(f"  STS AssumeRole calls so far, per role: {calls}")
+    return True
+
+
+def show_oidc_caller(stand_in: StandIn) -> bool:
+    """A CI job's way in: its platform's OIDC token instead of a stored one."""
+    from mlflow import MlflowClient
+
+    token = stand_in.oidc_token()
+    print(
+        "\nA keyless caller: an OIDC token from the local issuer (GitHub Actions' claims for "
+        "demo-org/demo-repo on refs/heads/main) as MLFLOW_TRACKING_TOKEN, no stored secret:"
+    )
+    static_token = os.environ["MLFLOW_TRACKING_TOKEN"]
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    try:
+        client = MlflowClient(tracking_uri=stand_in.proxy_url)
+        experiment_id = client.create_experiment(f"keyless CI {uuid.uuid4().hex[:8]}")
+        run = client.create_run(experiment_id, run_name="from CI, no stored token")
+        client.log_metric(run.info.run_id, "accuracy", 0.9)
+        client.set_terminated(run.info.run_id)
+    except Exception:
+        print("\nThe OIDC caller FAILED:", file=sys.stderr)
+        traceback.print_exc()
+        proxy_log = stand_in.log_tail("proxy")
+        print(f"\n--- last lines of the proxy log ---\n{proxy_log}", file=sys.stderr)
+        return False
+    finally:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = static_token
+    print(f"  logged run {run.info.run_id}; the proxy's access log names the caller by its claims:")
+    lines = stand_in.log_path("proxy").read_text(errors="replace").splitlines()
+    print("  " + next(line for line in lines if "github:demo-org/" in line).strip())
+    print("  (the rules the proxy trusts it by: docs/oidc-callers.md)", flush=True)
     return True
 
 

@@ -25,3 +25,32 @@ PROXY_TOKENS = [
     {"name": "demo", "token": DEMO_TOKEN, "access": "read-write"},
     {"name": "dashboards", "token": READ_ONLY_TOKEN, "access": "read-only"},
 ]
+
+# The local OIDC issuer's tokens (local/oidc_issuer.py): GitHub Actions' claims, and the rule that
+# admits them (docs/oidc-callers.md).
+OIDC_AUDIENCE = "mlflow-proxy-stand-in"
+OIDC_CLAIMS = {
+    "sub": "repo:demo-org/demo-repo:ref:refs/heads/main",
+    "repository": "demo-org/demo-repo",
+    "ref": "refs/heads/main",
+    "workflow": "train",
+}
+
+
+def oidc_issuer(url: str) -> dict:
+    return {
+        "issuer": url,
+        "audiences": [OIDC_AUDIENCE],
+        "rules": [
+            {
+                "claims": {"repository": "demo-org/demo-repo", "ref": "refs/heads/main"},
+                "access": "read-write",
+                "name": "github:{repository}@{ref}",
+            },
+            {
+                "claims": {"repository": "demo-org/*"},
+                "access": "read-only",
+                "name": "github:{repository}",
+            },
+        ],
+    }

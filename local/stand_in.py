@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from local import fixed_credentials
+from local.oidc_issuer import LocalIssuer
 from local.sagemaker_emulator import MODES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,9 @@ class StandIn:
         # None: the logs go with the rest into the temporary workdir, removed at the end. The
         # demo keeps them in a folder of its own, to be read after it stopped.
         self._log_dir = log_dir
+        # A local OIDC issuer (a thread of this process) that the proxy trusts, as it would
+        # trust GitHub Actions': oidc_token() is what a CI job would present.
+        self.issuer = LocalIssuer()
 
     # -- where things are -------------------------------------------------------------------
 
@@ -140,6 +144,12 @@ class StandIn:
     def log_path(self, part: str) -> Path:
         return (self._log_dir or self.workdir) / f"{part}.log"
 
+    def oidc_token(self, **claims) -> str:
+        """A GitHub-Actions-like ID token from the local issuer; claims override the defaults."""
+        return self.issuer.mint(
+            {**fixed_credentials.OIDC_CLAIMS, **claims}, audience=fixed_credentials.OIDC_AUDIENCE
+        )
+
     def stats(self) -> dict:
         """The emulator's counters, e.g. {"assume_role_calls": 1}."""
         with urllib.request.urlopen(self.emulator_url + "/__stand-in/stats", timeout=10) as answer:
@@ -160,6 +170,7 @@ class StandIn:
             self._log_dir.mkdir(parents=True, exist_ok=True)
             for part in self.PARTS:  # a new run, new logs: parts restarted later append
                 self.log_path(part).unlink(missing_ok=True)
+        self.issuer.start()
         try:
             # All start at once (mlflow server is the slow one), then each is awaited.
             for part in self.PARTS:
@@ -189,6 +200,7 @@ class StandIn:
         ]
         for process in stopping:
             self._reap(process)
+        self.issuer.stop()
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
@@ -256,7 +268,9 @@ class StandIn:
             PYTHONPATH=str(PROXY_APP_DIR),
             SM_MLFLOW_RESOURCE_ARN=self.resource_arn,
             SM_MLFLOW_ENDPOINT_URL=self.emulator_url,
-            MLFLOW_PROXY_TOKENS=json.dumps(fixed_credentials.PROXY_TOKENS),
+            MLFLOW_PROXY_TOKENS=json.dumps(
+                fixed_credentials.PROXY_TOKENS + [fixed_credentials.oidc_issuer(self.issuer.url)]
+            ),
             AWS_ACCESS_KEY_ID=fixed_credentials.ACCESS_KEY_ID,
             AWS_SECRET_ACCESS_KEY=fixed_credentials.SECRET_ACCESS_KEY,
             MLFLOW_PROXY_ARTIFACT_STORE_URI=self.artifact_store_uri,

@@ -80,6 +80,7 @@ def test_demo_runs_the_workload_and_prints_both_tokens_and_where_its_logs_stay()
 
     assert returncode == 0, output
     assert "with alias 'champion'" in output
+    assert "github:demo-org/demo-repo@refs/heads/main" in output  # the OIDC caller's log line
     assert "mlflow-app/" in output
     assert re.search(rf"^  read-write token {fixed_credentials.DEMO_TOKEN}$", output, re.M)
     assert re.search(rf"^  read-only token  {fixed_credentials.READ_ONLY_TOKEN} ", output, re.M)
@@ -106,7 +107,8 @@ def test_demo_stops_every_process_on_ctrl_c():
         assert token == fixed_credentials.DEMO_TOKEN
         assert uri == re.search(r"^  proxy +(\S+)$", output, re.M).group(1)
         ports = [int(port) for port in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
-        assert len(set(ports)) == len(StandIn.PARTS), output  # S3, mlflow, emulator, proxy
+        # S3, mlflow, emulator, proxy, and the local OIDC issuer (a thread of the demo)
+        assert len(set(ports)) == len(StandIn.PARTS) + 1, output
         assert all(listening(port) for port in set(ports))
 
         process.send_signal(signal.SIGINT)

@@ -65,10 +65,18 @@ def test_bundle_vendors_every_pinned_requirement_at_its_pin(proxy_bundle):
         assert installed.get(name) == version, name
 
 
+ELF_MACHINE_X86_64 = 62
+
+
 def test_bundle_vendors_compiled_wheels_for_cpython_3_12_on_x86_64(proxy_bundle):
-    extensions = [path.name for path in (proxy_bundle / "vendor").rglob("*.so")]
-    assert extensions, "expected MarkupSafe's speedups"
-    assert all(name.endswith(".cpython-312-x86_64-linux-gnu.so") for name in extensions), extensions
+    extensions = list((proxy_bundle / "vendor").rglob("*.so"))
+    names = {path.name for path in extensions}
+    # cffi's and MarkupSafe's are built per CPython version; cryptography's is abi3 (any 3.x).
+    assert {"_cffi_backend.cpython-312-x86_64-linux-gnu.so", "_rust.abi3.so"} <= names, names
+    assert all(name.endswith((".cpython-312-x86_64-linux-gnu.so", ".abi3.so")) for name in names), names
+    for path in extensions:  # an abi3 name does not say the architecture; the ELF header does
+        header = path.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == ELF_MACHINE_X86_64, path
 
 
 def test_bundle_carries_no_caches_tests_or_build_machine_scripts(proxy_bundle):
@@ -134,3 +142,23 @@ def test_proxy_starts_from_the_bundle_under_python_3_12_and_answers_health(
             print(log.read_text())
             raise
     assert response.status_code == 200, log.read_text()
+
+
+def test_the_bundle_signs_and_verifies_an_rs256_token_under_python_3_12(proxy_bundle, clean_python_3_12):
+    """cryptography is compiled and has no pure-Python fallback: the OIDC callers need its
+    wheel for the instances' platform to load, from the bundle alone."""
+    _, environment = unit_command_and_environment(proxy_bundle)
+    script = (
+        "import jwt\n"
+        "from cryptography.hazmat.primitives.asymmetric import rsa\n"
+        "key = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n"
+        "token = jwt.encode({'sub': 'bundle'}, key, algorithm='RS256')\n"
+        "print(jwt.decode(token, key.public_key(), algorithms=['RS256'])['sub'])\n"
+    )
+    result = subprocess.run(
+        [str(clean_python_3_12), "-c", script],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": environment["PYTHONPATH"]},
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip() == "bundle", result.stderr

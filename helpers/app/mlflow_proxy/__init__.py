@@ -17,9 +17,9 @@ from mlflow_proxy import access_log, callers
 from mlflow_proxy.access_log import Exchange, client_address
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
 from mlflow_proxy.artifacts import DOWNLOAD_HEADERS, register_artifact_routes
-from mlflow_proxy.config import Config, ConfigError, load_config
+from mlflow_proxy.config import load_config
 from mlflow_proxy.credentials import READ_ONLY_ROLE_SESSION_NAME, SigningCredentials
-from mlflow_proxy.errors import PermissionDenied, Unauthenticated, register_error_handler
+from mlflow_proxy.errors import register_error_handler
 from mlflow_proxy.forwarding import Upstream
 from mlflow_proxy.routes import (
     FORWARDED_PATHS,
@@ -38,7 +38,7 @@ def create_app(
     _log_to_stderr()
     config = load_config(os.environ if environ is None else environ)
     session = session or botocore.session.get_session()
-    tokens = _caller_tokens(config, session)
+    authenticator = callers.authenticator_for(config, session)
     credentials = SigningCredentials(session, config.region, config.role_arn)
     credentials.warm_up()
     read_only_credentials = credentials
@@ -77,18 +77,14 @@ def create_app(
         return jsonify(status="ok")
 
     def authenticate() -> callers.Caller:
-        caller = _authenticate(tokens)
+        caller = authenticator.caller(request.headers.get("Authorization"))
         g.exchange.caller = caller.name
         return caller
 
     def authorize() -> callers.Caller:
         """The caller, if they may make this request; raises otherwise."""
         caller = authenticate()
-        if not caller.may_call(request.method, request.path):
-            raise PermissionDenied(
-                f"Caller {caller.name!r} has a read-only token; {request.method} "
-                f"{request.path} changes data."
-            )
+        callers.authorize(caller, request.method, request.path)
         return caller
 
     def forward(rest=None):
@@ -132,38 +128,6 @@ def create_app(
             provide_automatic_options=False,
         )
     return app
-
-
-def _caller_tokens(config: Config, session: botocore.session.Session):
-    if config.open_access:
-        return None
-    if config.tokens_secret_arn is None:
-        return callers.InlineTokens(config.inline_tokens)
-    try:
-        return callers.SecretTokens(
-            config.tokens_secret_arn,
-            create_client=lambda: session.create_client(
-                "secretsmanager", region_name=config.tokens_secret_region
-            ),
-            refresh_seconds=config.tokens_refresh_seconds,
-        )
-    except Exception as error:
-        raise ConfigError(
-            f"MLFLOW_PROXY_TOKENS_SECRET_ARN: could not load caller tokens from "
-            f"{config.tokens_secret_arn}: {error}"
-        ) from error
-
-
-def _authenticate(tokens) -> callers.Caller:
-    if tokens is None:
-        return callers.ANONYMOUS
-    token = callers.presented_token(request.headers.get("Authorization"))
-    caller = tokens.caller_for(token) if token else None
-    if caller is None:
-        raise Unauthenticated(
-            "A valid token is required: set MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_PASSWORD)."
-        )
-    return caller
 
 
 class _LineFormatter(logging.Formatter):

@@ -10,7 +10,7 @@ from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
 from mlflow_proxy.artifact_location import ArtifactLocation, StoreUriError, parse_store_uri
-from mlflow_proxy.callers import Caller, TokenFormatError, parse_tokens
+from mlflow_proxy.callers import TokenFormatError, TokenTable, parse_tokens
 
 TRACKING_SERVER = "tracking"
 SERVERLESS = "serverless"
@@ -62,7 +62,7 @@ class Config:
     role_arn: Optional[str]
     read_only_role_arn: Optional[str]
     open_access: bool  # MLFLOW_PROXY_AUTH=none
-    inline_tokens: tuple[tuple[str, Caller], ...] = field(repr=False)
+    inline_tokens: Optional[TokenTable] = field(repr=False)
     tokens_secret_arn: Optional[str]
     tokens_refresh_seconds: int
     max_body_bytes: int
@@ -145,7 +145,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
             "No caller tokens: set MLFLOW_PROXY_TOKENS_SECRET_ARN (or MLFLOW_PROXY_TOKENS for "
             "local use), or set MLFLOW_PROXY_AUTH=none to run an open proxy on purpose."
         )
-    inline_tokens = ()
+    inline_tokens = None
     if inline_text:
         try:
             inline_tokens = parse_tokens(inline_text)

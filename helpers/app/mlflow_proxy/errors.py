@@ -96,6 +96,13 @@ class CredentialsUnavailable(ProxyError):
     error_code = "TEMPORARILY_UNAVAILABLE"
 
 
+class IssuerUnavailable(ProxyError):
+    """An OIDC issuer's signing keys cannot be fetched and none are cached: fail closed."""
+
+    status = 503
+    error_code = "TEMPORARILY_UNAVAILABLE"
+
+
 class UpstreamTimeout(ProxyError):
     status = 504
     error_code = "DEADLINE_EXCEEDED"

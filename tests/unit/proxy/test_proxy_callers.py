@@ -1,16 +1,19 @@
 import base64
+import hashlib
 import json
 import os
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
 import requests
 
 from mlflow_proxy import create_app
+from mlflow_proxy import tokens as tokens_cli
 from mlflow_proxy.callers import (
     SecretTokens,
     TokenFormatError,
-    find_caller,
+    find_token,
     parse_tokens,
     presented_token,
 )
@@ -108,7 +111,7 @@ def test_open_proxy_needs_no_token(start_proxy, proxy_env, upstream):
 
 def test_a_single_object_is_accepted_and_access_defaults_to_read_write():
     table = parse_tokens(json.dumps({"name": "admin", "token": WRITER_TOKEN}))
-    caller = find_caller(table, WRITER_TOKEN)
+    caller = find_token(table, WRITER_TOKEN).caller
     assert caller.name == "admin" and not caller.read_only
 
 
@@ -121,9 +124,9 @@ def test_tokens_are_found_by_value_and_unknown_ones_are_not():
             ]
         )
     )
-    assert find_caller(table, WRITER_TOKEN).name == "ci"
-    assert find_caller(table, READER_TOKEN).read_only
-    assert find_caller(table, "nobody-0123456789abcdef") is None
+    assert find_token(table, WRITER_TOKEN).caller.name == "ci"
+    assert find_token(table, READER_TOKEN).caller.read_only
+    assert find_token(table, "nobody-0123456789abcdef") is None
 
 
 @pytest.mark.parametrize(
@@ -134,6 +137,9 @@ def test_tokens_are_found_by_value_and_unknown_ones_are_not():
         ('["x"]', "entry 1"),
         ('{"token": "0123456789abcdef0"}', "'name'"),
         ('{"name": "a", "token": "short-secret"}', "at least 16"),
+        ('{"name": "a", "token": "sha256:abc"}', "at least 16"),
+        ('{"name": "a", "token": "0123456789abcdef0", "expires": "2027-01-31"}', "time zone"),
+        ('{"name": "a", "token": "0123456789abcdef0", "expires": "soon"}', "ISO 8601"),
         ('{"name": "a", "token": "0123456789abcdef0", "access": "admin"}', "read-only"),
         (
             '[{"name": "a", "token": "0123456789abcdef0"}, {"name": "a", "token": "zz3456789abcdef0"}]',
@@ -201,16 +207,16 @@ def test_secret_rotation_takes_effect_after_the_refresh_interval(secret):
     client, arn = secret
     now = [1000.0]
     tokens = _secret_tokens(arn, lambda: now[0])
-    assert tokens.caller_for(WRITER_TOKEN).name == "admin"
+    assert find_token(tokens.current(), WRITER_TOKEN).caller.name == "admin"
 
     client.put_secret_value(
         SecretId=arn, SecretString=json.dumps({"name": "admin", "token": READER_TOKEN})
     )
     now[0] += 299
-    assert tokens.caller_for(WRITER_TOKEN).name == "admin"  # cached until the interval is up
+    assert find_token(tokens.current(), WRITER_TOKEN).caller.name == "admin"  # cached until due
     now[0] += 2
-    assert tokens.caller_for(WRITER_TOKEN) is None
-    assert tokens.caller_for(READER_TOKEN).name == "admin"
+    assert find_token(tokens.current(), WRITER_TOKEN) is None
+    assert find_token(tokens.current(), READER_TOKEN).caller.name == "admin"
 
 
 def test_a_failed_refresh_keeps_the_last_good_tokens(secret, proxy_log):
@@ -219,7 +225,7 @@ def test_a_failed_refresh_keeps_the_last_good_tokens(secret, proxy_log):
     tokens = _secret_tokens(arn, lambda: now[0])
     client.put_secret_value(SecretId=arn, SecretString="{broken")
     now[0] += 301
-    assert tokens.caller_for(WRITER_TOKEN).name == "admin"
+    assert find_token(tokens.current(), WRITER_TOKEN).caller.name == "admin"
     assert "keeping the previous set" in proxy_log.text
     assert WRITER_TOKEN not in proxy_log.text
 
@@ -242,3 +248,65 @@ def test_a_secret_that_cannot_be_read_at_start_up_stops_it(secret):
             }
         )
     assert "MLFLOW_PROXY_TOKENS_SECRET_ARN" in str(error.value)
+
+
+# --- hashed tokens, expiry, and `python -m mlflow_proxy.tokens` ------------------------------
+
+
+def _sha256(token):
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_a_token_kept_as_its_sha256_is_accepted(start_proxy, proxy_env, upstream):
+    document = [{"name": "hashed", "token": _sha256(WRITER_TOKEN)}]
+    url = start_proxy({**proxy_env, "MLFLOW_PROXY_TOKENS": json.dumps(document)})
+    assert requests.post(url + CREATE_RUN, headers=WRITER, json={}).status_code == 200
+    # The digest itself is not a token.
+    digest_as_token = {"Authorization": f"Bearer {_sha256(WRITER_TOKEN)}"}
+    assert requests.post(url + CREATE_RUN, headers=digest_as_token, json={}).status_code == 401
+
+
+def test_an_expired_token_is_401_and_one_still_valid_is_not(start_proxy, proxy_env, upstream):
+    now = datetime.now(timezone.utc)
+    document = [
+        {"name": "old", "token": WRITER_TOKEN, "expires": (now - timedelta(minutes=1)).isoformat()},
+        {"name": "new", "token": READER_TOKEN, "expires": (now + timedelta(days=1)).isoformat()},
+    ]
+    url = start_proxy({**proxy_env, "MLFLOW_PROXY_TOKENS": json.dumps(document)})
+    response = requests.post(url + CREATE_RUN, headers=WRITER, json={})
+    assert response.status_code == 401
+    assert "'old' expired at" in response.json()["message"]
+    assert requests.post(url + CREATE_RUN, headers=READER, json={}).status_code == 200
+
+
+def test_tokens_add_without_a_secret_prints_the_token_once_and_an_entry_holding_its_hash(capsys):
+    assert tokens_cli.main(["add", "--name", "ci", "--read-only"]) == 0
+    token, entry_line = capsys.readouterr().out.splitlines()
+    entry = json.loads(entry_line)
+    assert entry == {"name": "ci", "token": _sha256(token), "access": "read-only"}
+    caller = find_token(parse_tokens(entry_line), token).caller
+    assert caller.name == "ci" and caller.read_only
+
+
+def test_tokens_add_stores_the_hash_in_the_secret_and_the_proxy_accepts_the_token(
+    secret, capsys, start_proxy, proxy_env, upstream
+):
+    client, arn = secret
+    assert tokens_cli.main(["add", "--name", "ci", "--expires", "2099-01-01T00:00:00Z", "--secret-arn", arn]) == 0
+    token = capsys.readouterr().out.strip()
+    stored = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+    assert [entry["name"] for entry in stored] == ["admin", "ci"]
+    assert stored[1]["token"] == _sha256(token) and token not in json.dumps(stored)
+
+    environ = {k: v for k, v in proxy_env.items() if k != "MLFLOW_PROXY_TOKENS"}
+    url = start_proxy({**environ, "MLFLOW_PROXY_TOKENS_SECRET_ARN": arn})
+    assert requests.post(url + CREATE_RUN, headers={"Authorization": f"Bearer {token}"}, json={}).ok
+    assert requests.post(url + CREATE_RUN, headers=WRITER, json={}).ok  # admin's is kept
+
+
+def test_tokens_add_refuses_a_name_in_use_and_writes_nothing(secret, capsys):
+    client, arn = secret
+    before = client.get_secret_value(SecretId=arn)["SecretString"]
+    assert tokens_cli.main(["add", "--name", "admin", "--secret-arn", arn]) == 2
+    assert "used twice" in capsys.readouterr().err
+    assert client.get_secret_value(SecretId=arn)["SecretString"] == before
