@@ -19,7 +19,7 @@ from typing import Optional
 from xml.sax.saxutils import escape
 
 from local import fixed_credentials
-from local.mlflow_iam_actions import MLFLOW_APP_ACTION, READ_ACTIONS, SERVICE_PREFIX
+from mlflow_proxy.iam_actions import MLFLOW_APP_ACTION, READ_ACTIONS, SERVICE_PREFIX
 from local.sigv4_verifier import SignatureError
 
 STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"

@@ -29,7 +29,7 @@ Where it is stricter than AWS:
 - IAM (emulated_sts.POLICIES: the long-term key may do everything, the stand-in role all of
   MLflow, the read-only role the read actions; a call outside its list is 403
   AccessDeniedException, worded as AWS words it): on a tracking server the action comes from
-  local/mlflow_iam_actions.py, and a call the Service Authorization Reference names no action
+  helpers/app/mlflow_proxy/iam_actions.py, and a call the Service Authorization Reference names no action
   for (`sagemaker-mlflow:UndocumentedAction` here) is refused to every identity without
   `sagemaker-mlflow:*`; what AWS checks for those is not documented. An MLflow App checks only
   `sagemaker:CallMlflowAppApi`, the one action the reference gives apps, so there the read-only
@@ -64,7 +64,8 @@ from urllib.parse import parse_qsl, quote
 import urllib3
 from werkzeug.wrappers import Request, Response
 
-from local import emulated_control_plane, emulated_sts, fixed_credentials, mlflow_iam_actions
+from local import emulated_control_plane, emulated_sts, fixed_credentials
+from mlflow_proxy import iam_actions as mlflow_iam_actions
 from local.sigv4_verifier import SignatureError, WireRequest, verify
 
 CHUNK_SIZE = 64 * 1024
@@ -91,7 +92,7 @@ class Mode:
     resource_arn: str
 
     def action_for(self, method: str, path: str) -> str:
-        """The IAM action this call is authorised as (local/mlflow_iam_actions.py)."""
+        """The IAM action this call is authorised as (helpers/app/mlflow_proxy/iam_actions.py)."""
         if self.service == "sagemaker":
             return mlflow_iam_actions.MLFLOW_APP_ACTION
         action = mlflow_iam_actions.action_for(method, path)

@@ -250,7 +250,8 @@ class StandIn:
             for name, value in os.environ.items()
             if not name.startswith(("AWS_", "MLFLOW_", "SM_MLFLOW_"))
         }
-        env["PYTHONPATH"] = str(REPO_ROOT)
+        # The emulator reads the proxy package's table of IAM actions (mlflow_proxy.iam_actions).
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(PROXY_APP_DIR)])
         if part == "mlflow":
             # SageMaker's MLflow touches S3 itself for a few calls (artifacts/list, ...).
             env.update(

@@ -156,7 +156,8 @@ def test_the_bundle_signs_and_verifies_an_rs256_token_under_python_3_12(proxy_bu
         "print(jwt.decode(token, key.public_key(), algorithms=['RS256'])['sub'])\n"
     )
     result = subprocess.run(
-        [str(clean_python_3_12), "-c", script],
+        # -B: no bytecode written into the shared bundle, which other tests inspect and compare.
+        [str(clean_python_3_12), "-B", "-c", script],
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": environment["PYTHONPATH"]},
         capture_output=True,
         text=True,

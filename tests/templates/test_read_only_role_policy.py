@@ -3,7 +3,7 @@ their writes even when the proxy's allow-list lets one through (docs/security-ia
 
 import re
 
-from local.mlflow_iam_actions import ENDPOINT_ACTIONS, READ_ACTIONS, SERVICE_PREFIX, WRITE_ACTIONS
+from mlflow_proxy.iam_actions import ENDPOINT_ACTIONS, READ_ACTIONS, SERVICE_PREFIX, WRITE_ACTIONS
 from mlflow_proxy.callers import Caller
 from template_support import resources_of_type
 from test_security import as_list, policy_statements, user_data

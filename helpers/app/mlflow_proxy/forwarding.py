@@ -24,7 +24,7 @@ from urllib3.exceptions import (
 )
 from werkzeug.http import is_hop_by_hop_header
 
-from mlflow_proxy import signing
+from mlflow_proxy import iam_actions, signing
 from mlflow_proxy.access_log import Exchange
 from mlflow_proxy.artifact_uris import UriMapping, is_json
 from mlflow_proxy.config import Config
@@ -168,7 +168,7 @@ class Upstream:
                 url,
                 headers,
                 body_sha256,
-                (self._read_only_credentials if read_only else self._credentials).current(),
+                self._signing_credentials(request, read_only).current(),
                 self._service,
                 self._config.region,
             )
@@ -212,6 +212,16 @@ class Upstream:
             # Flask supplies a default; a response that came without one leaves without one.
             del response.headers["Content-Type"]
         return response
+
+    def _signing_credentials(self, request: Request, read_only: bool) -> SigningCredentials:
+        """A read-only caller's call is signed with the read-only role where IAM names an action
+        for it (mlflow_proxy/iam_actions.py), so that SageMaker refuses a write our allow-list let
+        through. The reads IAM names none for (GraphQL, v3 trace reads, ...) would be refused to
+        that role, whatever SageMaker checks for them: for those the allow-list is the one check
+        (docs/security-iam.md)."""
+        if read_only and iam_actions.action_for(request.method, request.path) is not None:
+            return self._read_only_credentials
+        return self._credentials
 
     def _path_and_query(self, request: Request) -> str:
         if any(segment in (".", "..") for segment in request.path.split("/")):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from local.mlflow_iam_actions import (
+from mlflow_proxy.iam_actions import (
     _TABLE,
     ENDPOINT_ACTIONS,
     READ_ACTIONS,

@@ -437,3 +437,30 @@ def test_proxy_connection_is_hop_by_hop_both_ways(proxy_to_raw_upstream):
     assert headers["X-Kept"] == "yes"
     assert "proxy-connection" not in {name.lower() for name in headers}
     assert b"proxy-connection" not in received[0].lower()
+
+
+@pytest.mark.parametrize(
+    "method, path, signed_as_read_only",
+    [
+        ("GET", "/api/2.0/mlflow/runs/get", True),  # GetRun: the read-only role may
+        ("POST", "/ajax-api/2.0/mlflow/runs/search", True),  # SearchRuns
+        ("POST", "/graphql", False),  # no IAM action named: the read-only role would be refused
+        ("POST", "/api/3.0/mlflow/datasets/search", False),
+    ],
+)
+def test_a_read_only_caller_is_signed_with_the_read_only_role_where_iam_names_the_action(
+    method, path, signed_as_read_only
+):
+    from werkzeug.test import EnvironBuilder
+
+    from mlflow_proxy.config import load_config
+    from mlflow_proxy.forwarding import Upstream
+
+    config = load_config({"SM_MLFLOW_RESOURCE_ARN": TRACKING_ARN, "MLFLOW_PROXY_AUTH": "none",
+                          "SM_MLFLOW_ENDPOINT_URL": "http://127.0.0.1:9"})
+    main, read_only = object(), object()
+    upstream = Upstream(config, main, read_only)
+    request = EnvironBuilder(method=method, path=path).get_request()
+    assert upstream._signing_credentials(request, read_only=False) is main
+    expected = read_only if signed_as_read_only else main
+    assert upstream._signing_credentials(request, read_only=True) is expected

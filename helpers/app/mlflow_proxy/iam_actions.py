@@ -1,5 +1,6 @@
-"""Which IAM action SageMaker checks for each MLflow REST call: one table for the emulator and
-the template tests (tests/templates/test_read_only_role.py).
+"""Which IAM action SageMaker checks for each MLflow REST call: one table for the proxy (which
+signs a read-only caller's call with the read-only role only where IAM names an action for it),
+the stand-in's emulator and the template tests (tests/templates/test_read_only_role_policy.py).
 
 Tracking servers have one `sagemaker-mlflow:` action per MLflow API (docs/aws-facts.md, "IAM
 actions for the MLflow REST API", from AWS's Service Authorization Reference). The action is
