@@ -26,9 +26,10 @@ class Target:
 
 
 def tokens_from_secret(text: str) -> tuple[str, Optional[str]]:
-    """(a read-write token, a read-only token or None) from the token document (CONTRIBUTING.md,
-    "Token format"): one object or a list of {name, token, access}. The proxy validates the
-    document; this only picks, and its messages never quote a token."""
+    """(a read-write token, a read-only token or None) from the token document
+    (docs/configuration.md#caller-tokens): one object or a list of them. Issuer entries and
+    tokens stored as their SHA-256 hold no usable token and are passed over. The proxy validates
+    the document; this only picks, and its messages never quote a token."""
     try:
         document = json.loads(text)
     except ValueError:
@@ -36,10 +37,10 @@ def tokens_from_secret(text: str) -> tuple[str, Optional[str]]:
     entries = [e for e in (document if isinstance(document, list) else [document]) if isinstance(e, dict)]
     by_access = {}
     for entry in entries:
-        if isinstance(entry.get("token"), str):
+        if isinstance(entry.get("token"), str) and not entry["token"].startswith("sha256:"):
             by_access.setdefault(entry.get("access", "read-write"), entry["token"])
     if "read-write" not in by_access:
-        raise StackError("the token secret holds no read-write token")
+        raise StackError("the token secret holds no read-write token in clear (give URL= and TOKEN=)")
     return by_access["read-write"], by_access.get("read-only")
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.templates.template_support import load
+
 from tests.unit.proxy.proxy_support import moto_server, s3_client
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,3 +128,31 @@ def test_the_bucket_removal_in_the_cleanup_docs_empties_a_versioned_bucket(tmp_p
         assert result.returncode == 0, result.stderr
         assert result.stdout == "deleted retained-artifacts\n"
         assert s3.list_buckets()["Buckets"] == []
+
+
+def deploy_table(heading: str) -> dict:
+    """{name: its second column} of a table in docs/deploy.md; `A` / `B` rows give each name."""
+    deploy = (REPO / "docs" / "deploy.md").read_text()
+    section = re.search(rf"^## {heading}\n(.*?)(?=^## )", deploy, re.S | re.M)[1]
+    table = {}
+    for row in re.finditer(r"^\| (`[^|]+`) \|([^|]*)\|", section, re.M):
+        names = re.findall(r"`(\w+)`", row[1])
+        values = [value.strip() for value in row[2].split(" / ")]
+        table.update(zip(names, values if len(values) == len(names) else values * len(names)))
+    return table
+
+
+def test_deploy_md_lists_every_root_parameter_with_its_default():
+    def written(default):
+        return "blank" if default == "" else f"`{default}`"
+
+    parameters = load("template.yaml")["Parameters"]
+    table = deploy_table("Parameters")
+    assert sorted(table) == sorted(parameters)
+    assert {name: table[name] for name in parameters} == {
+        name: written(parameter.get("Default")) for name, parameter in parameters.items()
+    }
+
+
+def test_deploy_md_lists_every_root_output():
+    assert sorted(deploy_table("Outputs")) == sorted(load("template.yaml")["Outputs"])

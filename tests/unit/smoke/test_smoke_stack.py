@@ -91,6 +91,17 @@ def test_a_secret_without_a_read_write_token_is_refused_without_quoting_it(docum
     assert READ_ONLY["token"] not in str(raised.value)
 
 
+def test_hashed_tokens_and_issuers_are_passed_over():
+    document = [
+        {"issuer": "https://token.actions.githubusercontent.com", "audiences": ["x"], "rules": []},
+        {"name": "ci", "token": "sha256:" + "0" * 64},
+        {"name": "admin", "token": "t" * 16},
+    ]
+    assert tokens_from_secret(json.dumps(document)) == ("t" * 16, None)
+    with pytest.raises(StackError, match="no read-write token in clear"):
+        tokens_from_secret(json.dumps(document[:2]))
+
+
 def test_access_defaults_to_read_write():
     assert tokens_from_secret(json.dumps({"name": "ci", "token": "t" * 16})) == ("t" * 16, None)
 
