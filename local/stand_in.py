@@ -250,8 +250,7 @@ class StandIn:
             for name, value in os.environ.items()
             if not name.startswith(("AWS_", "MLFLOW_", "SM_MLFLOW_"))
         }
-        # The emulator reads the proxy package's table of IAM actions (mlflow_proxy.iam_actions).
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(PROXY_APP_DIR)])
+        env["PYTHONPATH"] = str(REPO_ROOT)  # local/__init__.py adds the proxy's directory
         if part == "mlflow":
             # SageMaker's MLflow touches S3 itself for a few calls (artifacts/list, ...).
             env.update(
