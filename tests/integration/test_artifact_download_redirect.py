@@ -195,7 +195,8 @@ def test_the_mlflow_client_follows_the_redirect_to_s3_without_its_token(
     # The proxy's own call to S3 (its HeadObject) is signed in the header: the relay would
     # have shown an Authorization header on the client's GET too.
     heads = [r for r in relay.requests() if r["method"] == "HEAD"]
-    assert heads and all(r["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 ") for r in heads)
+    assert heads
+    assert all(r["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 ") for r in heads)
     # Nothing S3 received, from anyone, holds a caller's token.
     for token in (stand_in.token, stand_in.read_only_token):
         assert token.encode() not in relay.received()

@@ -54,7 +54,7 @@ def _put(proxy, path, data, content_type="application/octet-stream"):
     answer.raise_for_status()
 
 
-def test_off_by_default_the_bytes_come_through_the_proxy(start_store_proxy, s3_endpoint):
+def test_off_by_default_the_bytes_come_through_the_proxy(start_store_proxy):
     assert load_config(BASE).artifact_redirect_seconds is None
     proxy = start_store_proxy()
     _put(proxy, "/0/a.bin", b"through the proxy")
@@ -146,7 +146,9 @@ def test_the_token_is_still_checked_before_any_redirect(proxy):
         got = requests.get(proxy + ARTIFACTS + "/0/a.bin", headers=headers, allow_redirects=False)
         assert got.status_code == 401
         assert "Location" not in got.headers
-    escaping = requests.get(proxy + ARTIFACTS + "/0/%2E%2E/x", headers=READER, allow_redirects=False)
+    escaping = requests.get(
+        proxy + ARTIFACTS + "/0/%2E%2E/x", headers=READER, allow_redirects=False
+    )
     assert escaping.status_code == 400
 
 
@@ -181,7 +183,10 @@ def test_a_presigned_url_cannot_outlive_the_credentials_that_sign_it():
     [
         ({REDIRECT: "yes"}, REDIRECT),
         ({REDIRECT: "1"}, REDIRECT),
-        ({REDIRECT: "true", "MLFLOW_PROXY_ARTIFACT_STORE_URI": None}, "MLFLOW_PROXY_ARTIFACT_STORE_URI"),
+        (
+            {REDIRECT: "true", "MLFLOW_PROXY_ARTIFACT_STORE_URI": None},
+            "MLFLOW_PROXY_ARTIFACT_STORE_URI",
+        ),
         ({REDIRECT: "true", SECONDS: "0"}, SECONDS),
         ({REDIRECT: "true", SECONDS: "1.5"}, SECONDS),
         ({REDIRECT: "true", SECONDS: str(MAX_ARTIFACT_REDIRECT_SECONDS + 1)}, SECONDS),
