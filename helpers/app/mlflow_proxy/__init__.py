@@ -105,7 +105,7 @@ def create_app(
             lambda: credentials.create_client("s3", config=S3_CLIENT_CONFIG),
             max_upload_bytes=config.max_artifact_bytes,
         )
-        register_artifact_routes(app, store, authorize)
+        register_artifact_routes(app, store, authorize, config.artifact_redirect_seconds)
     register_ui_route(
         app, PresignedUi(config, lambda: credentials.create_client("sagemaker")), authenticate
     )

@@ -159,6 +159,20 @@ class ArtifactStore:
                         files.append({"path": name, "is_dir": False, "file_size": item["Size"]})
         return files
 
+    def download_url(self, path: str, seconds: int, response_headers: dict) -> str:
+        """A presigned GetObject URL of the file at `path`, valid for `seconds`, whose response
+        carries `response_headers` (GetObject's Response* overrides, e.g. ResponseContentType).
+
+        The file is looked up first (HeadObject), so that a missing one is MLflow's 404 here and
+        not S3's XML after the redirect. Signing itself asks S3 nothing.
+        """
+        target = self._object(path)
+        with _s3_errors(path):
+            self._s3.head_object(**target)
+            return self._s3.generate_presigned_url(
+                "get_object", Params={**target, **response_headers}, ExpiresIn=seconds
+            )
+
     def delete(self, path: str) -> None:
         """Delete the file at `path`, or everything under it if it is a directory."""
         key = self.location.key(path)

@@ -18,7 +18,7 @@ import json
 import mimetypes
 import posixpath
 import unicodedata
-from typing import Callable
+from typing import Callable, Optional
 from urllib.parse import quote
 
 from flask import Flask, Response, g, jsonify, request
@@ -60,16 +60,24 @@ class _AnyPath(PathConverter):
     part_isolating = False  # spans segments; werkzeug infers otherwise from a regex without '/'
 
 
-def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callable[[], object]):
+def register_artifact_routes(
+    app: Flask,
+    store: ArtifactStore,
+    authorize: Callable[[], object],
+    redirect_seconds: Optional[int] = None,
+):
     """Serve the artifact API from `store`; `authorize()` raises unless the caller may proceed.
 
     Every other path under the artifact API is a 404 here: none of it goes to SageMaker, which
-    does not serve artifacts.
+    does not serve artifacts. With `redirect_seconds`, a download (GET; HEAD stays here) is
+    answered with redirect_to_store().
     """
     app.url_map.converters["artifact_path"] = _AnyPath
 
     def download(artifact_path):
         authorize()
+        if redirect_seconds is not None and request.method == "GET":
+            return redirect_to_store(store, artifact_path, redirect_seconds)
         found = store.download(safe_path(artifact_path))
         exchange = g.exchange  # the body is sent after the request context has gone
 
@@ -162,6 +170,27 @@ def register_artifact_routes(app: Flask, store: ArtifactStore, authorize: Callab
                 # Flask would answer OPTIONS itself, before any token is checked.
                 provide_automatic_options=False,
             )
+
+
+def redirect_to_store(store: ArtifactStore, artifact_path: str, seconds: int) -> Response:
+    """A redirect to a presigned S3 URL of the file, which S3 serves named and typed as the
+    proxy's own download is (docs/artifacts-and-ui.md, "Downloads straight from S3").
+
+    307 rather than 302: both are followed with a GET, but 307 forbids changing the method, so
+    no client may turn it into anything but the GET the URL is signed for. The URL holds the
+    signing role's session token: it is sent in Location only, which the access log does not
+    record, and no-store keeps caches from handing it out after it expires.
+    """
+    file_name = posixpath.basename(artifact_path)
+    url = store.download_url(
+        safe_path(artifact_path),
+        seconds,
+        {
+            "ResponseContentType": download_type(file_name),
+            "ResponseContentDisposition": attachment(file_name),
+        },
+    )
+    return Response(status=307, headers={"Location": url, "Cache-Control": "no-store"})
 
 
 def download_type(file_name: str) -> str:

@@ -24,6 +24,12 @@ _SECRET_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z]{2}(-[a-z]+)+-\d+):\d{12}:secret:.+$"
 )
 DEFAULT_MAX_ARTIFACT_BYTES = 5 * 1024**3
+# A redirected download's presigned URL lives this long at most. botocore refreshes temporary
+# credentials (assumed role, instance profile) before fewer than 10 minutes are left (its
+# mandatory refresh), so a URL of 5 minutes never outlives the credentials that signed it
+# (docs/artifacts-and-ui.md, "Downloads straight from S3").
+MAX_ARTIFACT_REDIRECT_SECONDS = 300
+DEFAULT_ARTIFACT_REDIRECT_SECONDS = 60
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
@@ -71,6 +77,9 @@ class Config:
     artifact_location: Optional[ArtifactLocation] = None  # None: artifact calls are forwarded
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
     caller_deadlines: CallerDeadlines = CallerDeadlines()
+    # None: downloads stream through the proxy; else the lifetime of the presigned S3 URL an
+    # artifact GET is redirected to (MLFLOW_PROXY_ARTIFACT_DOWNLOAD_REDIRECT).
+    artifact_redirect_seconds: Optional[int] = None
 
     @property
     def tokens_secret_region(self) -> str:
@@ -184,7 +193,37 @@ def load_config(environ: Mapping[str, str]) -> Config:
             environ, "MLFLOW_PROXY_MAX_ARTIFACT_BYTES", DEFAULT_MAX_ARTIFACT_BYTES, int
         ),
         caller_deadlines=load_caller_deadlines(environ),
+        artifact_redirect_seconds=_artifact_redirect_seconds(environ, artifact_location),
     )
+
+
+def _artifact_redirect_seconds(
+    environ: Mapping[str, str], artifact_location: Optional[ArtifactLocation]
+) -> Optional[int]:
+    name = "MLFLOW_PROXY_ARTIFACT_DOWNLOAD_REDIRECT"
+    text = environ.get(name, "").strip().lower() or "false"
+    if text not in ("true", "false"):
+        raise ConfigError(
+            f"{name}={text!r} must be 'true' (answer artifact downloads with a redirect to S3) "
+            "or 'false' (stream them through the proxy); unset it for false."
+        )
+    seconds_name = "MLFLOW_PROXY_ARTIFACT_REDIRECT_SECONDS"
+    seconds = _positive(environ, seconds_name, DEFAULT_ARTIFACT_REDIRECT_SECONDS, int)
+    if seconds > MAX_ARTIFACT_REDIRECT_SECONDS:
+        raise ConfigError(
+            f"{seconds_name}={seconds} is more than {MAX_ARTIFACT_REDIRECT_SECONDS}: a presigned "
+            "URL that lives longer could outlive the temporary credentials that signed it; "
+            f"unset it for {DEFAULT_ARTIFACT_REDIRECT_SECONDS}."
+        )
+    if text == "false":
+        return None
+    if artifact_location is None:
+        raise ConfigError(
+            f"{name}=true redirects artifact downloads to the artifact store, but "
+            "MLFLOW_PROXY_ARTIFACT_STORE_URI is not set: set it, or unset "
+            f"{name}."
+        )
+    return seconds
 
 
 def _role_arn(get, name: str, otherwise: str) -> Optional[str]:
