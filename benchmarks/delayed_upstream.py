@@ -18,6 +18,7 @@ proxies trust the CA through SSL_CERT_FILE, which OpenSSL's default verify paths
 import datetime
 import getpass
 import io
+import ipaddress
 import signal
 import subprocess
 import tarfile
@@ -42,6 +43,7 @@ def call_path(delay_ms: int) -> str:
 def nginx_config(workdir: Path, port: int, tls_port: int, delays_ms: Iterable[int]) -> str:
     temp = workdir / "nginx-temp"
     delays = "\n        ".join(f"{ms} {ms / 1000:g};" for ms in delays_ms)
+    flush_ms = round(LOG_FLUSH_SECONDS * 1000)
     return f"""
 daemon off;
 master_process on;
@@ -57,7 +59,7 @@ events {{
 
 http {{
     log_format connection_requests '$connection_requests';
-    access_log {workdir}/upstream-access.log connection_requests buffer=64k flush={LOG_FLUSH_SECONDS * 1000:.0f}ms;
+    access_log {workdir}/upstream-access.log connection_requests buffer=64k flush={flush_ms}ms;
     client_body_temp_path {temp}/client_body;
     proxy_temp_path {temp}/proxy;
     fastcgi_temp_path {temp}/fastcgi;
@@ -102,7 +104,6 @@ def write_certificates(workdir: Path) -> Path:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     now = datetime.datetime.now(datetime.timezone.utc)
 
