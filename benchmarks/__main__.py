@@ -98,7 +98,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.calls < 1 or args.seconds <= 0 or args.slow_callers < 1 or args.artifact_mib < 8:
         parser.error("--calls, --seconds, --slow-callers must be positive, --artifact-mib >= 8")
-    baseline = short_revision(args.compare_with) if args.compare_with else None
+    try:
+        baseline = short_revision(args.compare_with) if args.compare_with else None
+    except subprocess.CalledProcessError as error:
+        parser.error(f"--compare-with {args.compare_with}: {error.stderr.strip()}")
 
     started = datetime.datetime.now(datetime.timezone.utc)
     machine = describe_machine()

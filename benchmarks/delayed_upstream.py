@@ -66,7 +66,10 @@ http {{
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
     keepalive_requests 1000000;
-    keepalive_timeout 75s;
+    # Idle connections stay open for the whole run (SageMaker's idle timeout is not known): the
+    # new connections counted are those the proxy's pooling opens, not reopenings after a
+    # point of the table that left some idle for a while.
+    keepalive_timeout 3600s;
 
     map $arg_delay $delay {{
         default 0;

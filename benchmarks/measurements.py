@@ -16,7 +16,7 @@ from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 
 from benchmarks import wrk
-from benchmarks.delayed_upstream import ConnectionCounts, call_path
+from benchmarks.delayed_upstream import DELAYS_MS, ConnectionCounts, call_path
 from benchmarks.fast_upstream import BIG_ARTIFACT_BYTES, BIG_ARTIFACT_PATH, SMALL_CALL_PATH
 from benchmarks.health import PROBE_INTERVAL_SECONDS, HealthLatency, HealthProbe, SlowCallers
 from benchmarks.load import Call, percentile, sequential_latencies, throughput
@@ -376,10 +376,12 @@ def delayed_upstream(stand_in, points: list, seconds: float) -> Table:
 
     The paths take turns in two halves of `seconds / 2` each, the second in reverse order
     (direct, proxies..., proxies reversed..., direct), so that a drift in what else the machine
-    does falls on all alike. Before the first half each proxy is warmed up at the same
-    concurrency, unmeasured, so that the connections counted are the ones it opens while
-    serving, not those it opens to fill its pool. CPU per request: the proxy's process tree
-    over the first half; /health is probed during the second.
+    does falls on all alike. CPU per request: the proxy's process tree over the first half;
+    /health is probed during the second.
+
+    New upstream connections are those opened in steady state, not those that first fill the
+    pools: before the table each proxy is warmed up at the highest concurrency (its pools grow
+    to what they keep), and before each point at that point's concurrency (unmeasured).
     """
     baseline = stand_in.baseline and f"proxy at {stand_in.baseline}"
     columns = [
@@ -392,6 +394,11 @@ def delayed_upstream(stand_in, points: list, seconds: float) -> Table:
         "Direct vs the proxy in front of an upstream that answers after a delay (wrk)",
         columns + ["target", "met"],
     )
+    busiest = max(concurrency for _, concurrency in points)
+    for tls in sorted({upstream.tls for upstream, _ in points}):
+        for proxy in stand_in.proxies:
+            url = stand_in.proxy_part_url(proxy, tls) + call_path(DELAYS_MS[0])
+            wrk.run(url, busiest, 2, {"Authorization": f"Bearer {stand_in.token}"})
     for upstream, concurrency in points:
         sides = _measure_point(stand_in, upstream, concurrency, seconds)
         direct = sides["direct"]
@@ -427,7 +434,7 @@ def delayed_upstream(stand_in, points: list, seconds: float) -> Table:
         "per half.",
         "req/s: answered 2xx over both halves; p50 / p99: the worse of the two halves (wrk).",
         "new upstream connections: requests nginx logged with `$connection_requests` = 1, after "
-        "the warm-up.",
+        f"warm-ups at concurrency {busiest} and at the row's.",
     ]
     return table
 
