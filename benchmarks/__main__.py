@@ -7,8 +7,8 @@
 The tables go to stdout (progress to stderr), so `... > tables.md` keeps just the tables. Each
 table says the machine's load average before and after it was measured.
 
-Parts (--only picks some, for a short trial; the default is all of them, ~13 minutes on 2 cores,
-~15 with --compare-with):
+Parts (--only picks some, for a short trial; the default is all of them: on a quiet 2-core
+machine about 7-11 minutes, 9-13 with --compare-with, of which the delayed table takes 3 or 5):
 - stand-in: the local stand-in (mlflow server <- SageMaker emulator <- proxy, role assumed
   through the emulated STS): added latency, throughput ratios, CPU per request, STS calls;
 - artifacts: in the same stand-in, an artifact of --artifact-mib uploaded and downloaded through
@@ -34,9 +34,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks import measurements
+from benchmarks import measurements, wrk
 from benchmarks.delayed_upstream import DELAYS_MS, DelayedUpstreamStandIn, short_revision
-from benchmarks.fast_upstream import NginxUpstreamStandIn
+from benchmarks.fast_upstream import NginxMissing, NginxUpstreamStandIn
 from benchmarks.measured_stand_in import MeasuredStandIn
 from benchmarks.measurements import MIB
 from benchmarks.report import Table, load_average
@@ -102,6 +102,13 @@ def main(argv=None) -> int:
         baseline = short_revision(args.compare_with) if args.compare_with else None
     except subprocess.CalledProcessError as error:
         parser.error(f"--compare-with {args.compare_with}: {error.stderr.strip()}")
+
+    if {"delayed", "slow-callers"} & set(args.only):
+        try:  # before minutes of the other parts
+            wrk.find_wrk()
+            DelayedUpstreamStandIn.check_installed()
+        except (wrk.WrkMissing, NginxMissing) as missing:
+            parser.error(str(missing))
 
     started = datetime.datetime.now(datetime.timezone.utc)
     machine = describe_machine()

@@ -27,7 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from benchmarks.fast_upstream import SMALL_ANSWER, TrivialUpstreamStandIn, find_nginx
+from benchmarks.fast_upstream import (
+    SMALL_ANSWER,
+    NginxMissing,
+    TrivialUpstreamStandIn,
+    find_nginx,
+)
 from local.stand_in import PROXY_PYTHON, REPO_ROOT, free_port, gunicorn_options
 
 # The log is written in 64 KiB buffers flushed every 100 ms: wait longer than that before reading.
@@ -216,7 +221,7 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
         delays_ms: Iterable[int] = DELAYS_MS,
         **options,
     ):
-        self._nginx = find_nginx()
+        self._nginx = self.check_installed()
         self.delays_ms = tuple(delays_ms)
         self.baseline = baseline
         self.proxies = ("checkout", "baseline") if baseline else ("checkout",)
@@ -228,6 +233,16 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
             self.ports.setdefault(part, free_port())
         self.ports["tls"] = free_port()
         self._baseline_app: Optional[Path] = None
+
+    @staticmethod
+    def check_installed() -> str:
+        """nginx's path; NginxMissing if it or its echo module is not installed."""
+        nginx = find_nginx()
+        if not Path(ECHO_MODULE).exists():
+            raise NginxMissing(
+                f"{ECHO_MODULE} is missing: `make bench` installs it (libnginx-mod-http-echo)"
+            )
+        return nginx
 
     @staticmethod
     def part(proxy: str, tls: bool) -> str:

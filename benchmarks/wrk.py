@@ -114,7 +114,8 @@ def run(
         command(url, connections, seconds, headers, timeout),
         capture_output=True,
         text=True,
-        check=True,
         timeout=seconds + timeout + 30,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk exited with {done.returncode} on {url}: {done.stderr.strip()}")
     return parse_wrk(done.stdout)
