@@ -1,5 +1,5 @@
 """The delayed upstream's pure parts (benchmarks/delayed_upstream.py): counting new connections
-in nginx's log, its configuration, its certificates, another revision's app. No nginx here."""
+in nginx's log, its configuration, its certificates. No nginx, wrk or git here."""
 
 import http.server
 import ssl
@@ -64,10 +64,3 @@ def test_the_certificate_is_trusted_through_the_ca_file_for_127_0_0_1(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-
-
-def test_another_revisions_app_is_extracted_with_its_gunicorn_settings(tmp_path):
-    app = delayed_upstream.extract_app("HEAD", tmp_path)
-    assert (app / "gunicorn.conf.py").is_file()
-    assert (app / "mlflow_proxy" / "__init__.py").is_file()
-    assert len(delayed_upstream.short_revision("HEAD")) >= 7
