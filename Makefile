@@ -110,16 +110,26 @@ test-packaging: venv tools
 test-reliability: venv
 	$(VENV)/bin/pytest tests/reliability
 
-# nginx (Debian's package) is the non-signing reverse-proxy reference. policy-rc.d keeps the
-# package from starting a system nginx on port 80: the benchmark runs its own on loopback ports.
+# Debian packages for the benchmarks (benchmarks/RESULTS.md): nginx, the non-signing
+# reverse-proxy reference and the upstreams; its echo module, for the upstream that answers
+# after a delay (echo_sleep); wrk, the load generator in front of it. One apt-get for all three;
+# policy-rc.d keeps the package from starting a system nginx on port 80: the benchmark runs its
+# own on loopback ports.
 NGINX := /usr/sbin/nginx
-$(NGINX):
+NGINX_ECHO := /usr/lib/nginx/modules/ngx_http_echo_module.so
+WRK := /usr/bin/wrk
+$(NGINX) $(NGINX_ECHO) $(WRK) &:
 	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx; \
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    nginx libnginx-mod-http-echo wrk; \
 	    status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status
 
-bench: venv $(NGINX)
-	$(VENV)/bin/python -m benchmarks
+# The proxy as it was before issue 12 (BENCH_BASELINE= for none): the delayed-upstream table
+# shows it beside the checkout's. BENCH_ARGS: more options (.venv/bin/python -m benchmarks -h).
+BENCH_BASELINE ?= fcbcd54
+BENCH_ARGS ?=
+bench: venv $(NGINX) $(NGINX_ECHO) $(WRK)
+	$(VENV)/bin/python -m benchmarks $(if $(BENCH_BASELINE),--compare-with $(BENCH_BASELINE)) $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam build $(VENV) $(PROXY_VENV) $(SAM_VENV) $(CHECKOV_VENV) $(TASKCAT_VENV) \

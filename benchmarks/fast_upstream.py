@@ -136,13 +136,18 @@ http {{
 """
 
 
+def find_nginx() -> str:
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if nginx is None:
+        raise NginxMissing("nginx is not installed: `make bench` installs it")
+    return nginx
+
+
 class NginxUpstreamStandIn(TrivialUpstreamStandIn):
     """The proxy in front of nginx's trivially fast upstream; nginx's reference on `nginx_url`."""
 
     def __init__(self, mode: str = "tracking", **options):
-        nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-        if nginx is None:
-            raise NginxMissing("nginx is not installed: `make bench` installs it")
+        nginx = find_nginx()
         super().__init__(mode, **options)
         self._nginx = nginx
         self.ports["nginx"] = free_port()
