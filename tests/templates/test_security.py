@@ -336,6 +336,7 @@ def test_mlflow_app_function_may_change_only_its_own_stacks_apps(mlflow):
 # s3:DeleteObject per key).
 S3_ACTION_OF_CALL = {
     "get_object": "s3:GetObject",
+    "head_object": "s3:GetObject",  # HeadObject is authorized as s3:GetObject
     "put_object": "s3:PutObject",
     "create_multipart_upload": "s3:PutObject",
     "upload_part": "s3:PutObject",

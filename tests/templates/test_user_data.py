@@ -233,3 +233,18 @@ def test_the_signal_is_signed_as_aws_checks_it(proxy, tmp_path):
     assert received["form"] == {"Action": "SignalResource", "Version": "2010-05-15",
                                 "StackName": "mlflow-proxy-Proxy-1A2B", "LogicalResourceId": "ProxyFleet",
                                 "UniqueId": "i-0123456789abcdef0", "Status": "SUCCESS"}
+
+
+@pytest.mark.parametrize("downloads, redirect_line", [("proxy", False), ("redirect", True)])
+def test_the_artifact_downloads_parameter_reaches_the_proxy_environment(
+    proxy, tmp_path, downloads, redirect_line
+):
+    script = user_data(proxy)
+    start = script.index("install -d -m 0700 /etc/mlflow-proxy")
+    end = script.index("fi\n", script.index("artifact_downloads=")) + len("fi\n")
+    part = as_substituted(script[start:end].replace("${ArtifactDownloads}", downloads))
+    part = part.replace("/etc/mlflow-proxy", f"{tmp_path}/etc/mlflow-proxy")
+    subprocess.run(["bash", "-euc", part], check=True, timeout=10)
+    lines = (tmp_path / "etc/mlflow-proxy/proxy.env").read_text().split()
+    assert ("MLFLOW_PROXY_ARTIFACT_DOWNLOAD_REDIRECT=true" in lines) is redirect_line
+    assert "MLFLOW_PROXY_ARTIFACT_STORE_URI=s3://placeholder/" in lines
