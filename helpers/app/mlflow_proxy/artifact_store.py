@@ -4,9 +4,10 @@ Bodies never sit whole in memory: downloads are relayed chunk by chunk from GetO
 go up as one PutObject when they fit in one part and as a multipart upload of PART_BYTES parts
 otherwise, each part sent by a thread of the process's shared pool while the request's thread
 receives the next (at most PARTS_IN_FLIGHT parts per upload held at once: the arithmetic is in
-docs/artifacts-and-ui.md#uploads-memory-and-threads). For the multipart endpoints the caller uploads the parts itself, straight to S3,
-through presigned UploadPart URLs. Every operation takes a path already checked by
-artifact_location.safe_path; the keys it touches are under the store's root and nowhere else.
+docs/artifacts-and-ui.md#uploads-memory-and-threads). For the multipart endpoints the caller
+uploads the parts itself, straight to S3, through presigned UploadPart URLs. Every operation
+takes a path already checked by artifact_location.safe_path; the keys it touches are under the
+store's root and nowhere else.
 """
 
 import logging
@@ -33,12 +34,17 @@ from mlflow_proxy.errors import (
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+# gunicorn reads a body of known length ahead, up to 1 MiB per recv (SocketUnreader.
+# max_body_chunk), and copies what it holds ahead on every read: read 64 KiB at a time, each
+# byte was copied about 16 times, the largest CPU cost of an upload in a py-spy profile.
+RECEIVE_BYTES = 1024 * 1024
 # S3 wants parts of at least 5 MiB (all but the last); 8 MiB bounds memory per upload.
 PART_BYTES = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit
-# Parts of one upload held at once: the one being received from the caller and the others on
-# their way to S3, so that receiving and sending overlap (each a temporary file, _spool_up_to).
-PARTS_IN_FLIGHT = 4
+# Parts of one upload held at once (each a temporary file, _spool_up_to): the one being received
+# from the caller and two on their way to S3. One would already overlap receiving and sending;
+# the second keeps the caller's bytes flowing while one part waits for a slow S3 answer.
+PARTS_IN_FLIGHT = 3
 # Threads per process that send parts to S3, shared by all uploads: an upload adds no thread of
 # its own, and its parts wait their turn here when every sender is busy.
 PART_SENDERS = 16
@@ -273,7 +279,7 @@ def _spool_up_to(stream: IO[bytes], size: int):
     spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
     length = 0
     while length < size:
-        chunk = stream.read(min(CHUNK_BYTES, size - length))
+        chunk = stream.read(min(RECEIVE_BYTES, size - length))
         if not chunk:
             break
         spool.write(chunk)

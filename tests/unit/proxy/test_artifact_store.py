@@ -291,7 +291,8 @@ def test_s3_refusing_a_later_part_aborts_the_upload_and_keeps_the_old_object(
 
     def refuse_part_3(request, **_):  # what S3 answers, through botocore's parser and retries
         if parse_qs(urlsplit(request.url).query)["partNumber"] == ["3"]:
-            return AWSResponse(request.url, 403, {"Content-Type": "application/xml"}, _Raw(S3_ACCESS_DENIED))
+            headers = {"Content-Type": "application/xml"}
+            return AWSResponse(request.url, 403, headers, _Raw(S3_ACCESS_DENIED))
         return None
 
     store = store_on(s3_endpoint, bucket, **{"before-send.s3.UploadPart": refuse_part_3})
@@ -301,7 +302,13 @@ def test_s3_refusing_a_later_part_aborts_the_upload_and_keeps_the_old_object(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-@pytest.mark.parametrize("senders, parts_sent", [(1, 1), (16, 3)])
+# Cut while receiving the first part beyond the bound: the parts before it are all on their way.
+PARTS_BEFORE_THE_CUT = artifact_store.PARTS_IN_FLIGHT - 1
+
+
+@pytest.mark.parametrize(
+    "senders, parts_sent", [(1, 1), (artifact_store.PART_SENDERS, PARTS_BEFORE_THE_CUT)]
+)
 def test_a_body_cut_short_with_parts_on_their_way_waits_for_them_then_aborts(
     s3_endpoint, s3, bucket, monkeypatch, senders, parts_sent
 ):
@@ -311,7 +318,7 @@ def test_a_body_cut_short_with_parts_on_their_way_waits_for_them_then_aborts(
     cut = threading.Event()
     events = []
 
-    class CutAfterThreeParts(_FailingStream):
+    class CutShort(_FailingStream):
         def readinto(self, buffer):
             try:
                 return super().readinto(buffer)
@@ -332,7 +339,8 @@ def test_a_body_cut_short_with_parts_on_their_way_waits_for_them_then_aborts(
         },
     )
     with pytest.raises(ConnectionResetError):
-        store.upload("1/r/artifacts/cut.bin", io.BufferedReader(CutAfterThreeParts(3 * PART + 10)))
+        body = io.BufferedReader(CutShort(PARTS_BEFORE_THE_CUT * PART + 10))
+        store.upload("1/r/artifacts/cut.bin", body)
     assert events == ["part sent"] * parts_sent + ["abort"]
     assert all_keys(s3, bucket) == []
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
