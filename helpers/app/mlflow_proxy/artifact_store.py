@@ -2,14 +2,18 @@
 
 Bodies never sit whole in memory: downloads are relayed chunk by chunk from GetObject, uploads
 go up as one PutObject when they fit in one part and as a multipart upload of PART_BYTES parts
-otherwise. For the multipart endpoints the caller uploads the parts itself, straight to S3,
-through presigned UploadPart URLs. Every operation takes a path already checked by
-artifact_location.safe_path; the keys it touches are under the store's root and nowhere else.
+otherwise, each part sent by a thread of the process's shared pool while the request's thread
+receives the next (at most PARTS_IN_FLIGHT parts per upload held at once: the arithmetic is in
+docs/artifacts-and-ui.md#uploads-memory-and-threads). For the multipart endpoints the caller
+uploads the parts itself, straight to S3, through presigned UploadPart URLs. Every operation
+takes a path already checked by artifact_location.safe_path; the keys it touches are under the
+store's root and nowhere else.
 """
 
 import logging
 import posixpath
 import tempfile
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, Callable, Iterator, Optional
 
@@ -30,9 +34,20 @@ from mlflow_proxy.errors import (
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+# gunicorn reads a body of known length ahead, up to 1 MiB per recv (SocketUnreader.
+# max_body_chunk), and copies what it holds ahead on every read: read 64 KiB at a time, each
+# byte was copied about 16 times, the largest CPU cost of an upload in a py-spy profile.
+RECEIVE_BYTES = 1024 * 1024
 # S3 wants parts of at least 5 MiB (all but the last); 8 MiB bounds memory per upload.
 PART_BYTES = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit
+# Parts of one upload held at once (each a temporary file, _spool_up_to): the one being received
+# from the caller and two on their way to S3. One would already overlap receiving and sending;
+# the second keeps the caller's bytes flowing while one part waits for a slow S3 answer.
+PARTS_IN_FLIGHT = 3
+# Threads per process that send parts to S3, shared by all uploads: an upload adds no thread of
+# its own, and its parts wait their turn here when every sender is busy.
+PART_SENDERS = 16
 # A presigned URL dies with the credentials that signed it. The role's credentials are refreshed
 # when 15 minutes are left (botocore's advisory refresh), so 15 minutes is what they guarantee.
 PRESIGNED_URL_SECONDS = 15 * 60
@@ -65,6 +80,10 @@ class ArtifactStore:
         self.location = location
         self.max_upload_bytes = max_upload_bytes
         self._client = ClientOnFirstUse(create_client)
+        # Made in the worker, after gunicorn has forked it: threads do not survive a fork.
+        self._part_senders = ClientOnFirstUse(
+            lambda: ThreadPoolExecutor(PART_SENDERS, thread_name_prefix="s3-part-sender")
+        )
 
     @property
     def _s3(self):
@@ -106,35 +125,52 @@ class ArtifactStore:
                 return length
             return self._upload_in_parts(target, first, stream)
 
-    def _upload_in_parts(self, target: dict, part: bytes, stream: IO[bytes]) -> int:
+    def _upload_in_parts(self, target: dict, part, stream: IO[bytes]) -> int:
         upload_id = self._s3.create_multipart_upload(**target)["UploadId"]
         object_only = {"Bucket": target["Bucket"], "Key": target["Key"], "UploadId": upload_id}
+        senders = self._part_senders.get()
+        sending: dict[Future, tuple[int, IO[bytes]]] = {}  # parts S3 has not acknowledged yet
+        etags: dict[int, str] = {}
         try:
-            parts, size = [], 0
-            length = PART_BYTES
+            size, length = 0, PART_BYTES
             while length:
-                if len(parts) == MAX_PARTS:
+                number = len(etags) + len(sending) + 1
+                if number > MAX_PARTS:
                     raise InvalidRequest(
                         f"The artifact is larger than {MAX_PARTS * PART_BYTES} bytes."
                     )
-                number = len(parts) + 1
-                with part:
-                    etag = self._s3.upload_part(Body=part, PartNumber=number, **object_only)["ETag"]
-                parts.append({"PartNumber": number, "ETag": etag})
+                future = senders.submit(self._send_part, object_only, number, part)
+                sending[future] = (number, part)
                 size += length
+                _await_parts(sending, etags, PARTS_IN_FLIGHT - 1)  # room for the next one
                 part, length = _spool_up_to(stream, PART_BYTES)
             part.close()
+            _await_parts(sending, etags, 0)
             self._s3.complete_multipart_upload(
-                MultipartUpload={"Parts": parts}, **object_only
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+                },
+                **object_only,
             )
             return size
         except BaseException:
+            # A part still being sent may land after the abort and be kept (S3 says to abort
+            # again then): wait for those, and drop those not begun, before aborting.
+            for future in sending:
+                future.cancel()
+            wait(sending)
+            for _, spool in sending.values():
+                spool.close()
             # A half-done upload keeps its parts (and costs) until aborted.
             try:
                 self._s3.abort_multipart_upload(**object_only)
             except (BotoCoreError, ClientError) as error:
                 logger.warning("Could not abort multipart upload of %s: %s", target["Key"], error)
             raise
+
+    def _send_part(self, object_only: dict, number: int, part: IO[bytes]) -> str:
+        with part:
+            return self._s3.upload_part(Body=part, PartNumber=number, **object_only)["ETag"]
 
     def list_files(self, path: str) -> list[dict]:
         """MLflow's FileInfo list of what is directly under `path` ('' = the root).
@@ -240,12 +276,24 @@ def _file_path(directory: str, file_name: str) -> str:
     return safe_path(posixpath.join(directory, file_name.replace("\\", "/").rsplit("/", 1)[-1]))
 
 
+def _await_parts(sending: dict, etags: dict, at_most: int) -> None:
+    """Wait until at most `at_most` parts are unacknowledged, moving each acknowledged part's
+    ETag to `etags`; raises the first failure of a part."""
+    while True:
+        for future in [future for future in sending if future.done()]:
+            number, _ = sending.pop(future)
+            etags[number] = future.result()
+        if len(sending) <= at_most:
+            return
+        wait(sending, return_when=FIRST_COMPLETED)
+
+
 def _spool_up_to(stream: IO[bytes], size: int):
     """Up to `size` bytes of the stream in a temporary file (memory up to 1 MiB), and its length."""
     spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
     length = 0
     while length < size:
-        chunk = stream.read(min(CHUNK_BYTES, size - length))
+        chunk = stream.read(min(RECEIVE_BYTES, size - length))
         if not chunk:
             break
         spool.write(chunk)

@@ -115,8 +115,9 @@ class SigningCredentials:
 
 
 class ClientOnFirstUse:
-    """A botocore client made on first use, not in create_app(): gunicorn forks its workers after
-    create_app(), and a client's connection pool must not be shared across processes."""
+    """A botocore client (or a thread pool) made on first use, not in create_app(): gunicorn
+    forks its workers after create_app(), and a client's connection pool must not be shared
+    across processes, nor can threads cross a fork."""
 
     def __init__(self, create: Callable[[], object]):
         self._create = create

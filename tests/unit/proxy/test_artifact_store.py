@@ -3,11 +3,14 @@
 import hashlib
 import io
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import botocore.credentials
 import pytest
 import requests
+from botocore.awsrequest import AWSResponse
 
 from mlflow_proxy import artifact_store
 from mlflow_proxy.artifact_location import ArtifactLocation
@@ -177,3 +180,184 @@ def test_presigned_part_urls_live_no_longer_than_the_signing_credentials_are_kep
     # with the credentials that signed it.
     guaranteed = botocore.credentials.RefreshableCredentials._advisory_refresh_timeout
     assert 0 < int(query["X-Amz-Expires"][0]) <= guaranteed
+
+
+# -- uploads in parts: receiving overlaps sending, a bounded number of parts at once ------------
+
+# Far longer than any wait here: a hook that needs it has found an upload that does not overlap.
+PATIENCE_SECONDS = 30
+PART = artifact_store.PART_BYTES
+
+
+def store_on(s3_endpoint, bucket, **hooks):
+    """A store whose S3 client runs `hooks` (botocore event name -> handler)."""
+    client = s3_client(s3_endpoint, S3_CLIENT_CONFIG)
+    for event, handler in hooks.items():
+        client.meta.events.register(event, handler)
+    return ArtifactStore(ArtifactLocation(bucket, "mlflow/root"), lambda: client)
+
+
+class PartsHeld:
+    """Counts the parts an upload holds: from when the store starts receiving one from the
+    caller until S3 has answered its UploadPart."""
+
+    def __init__(self, monkeypatch):
+        self.now = self.peak = 0
+        self.all_received = False
+        self.changed = threading.Condition()
+        receive = artifact_store._spool_up_to
+
+        def receiving(stream, size):
+            self._add(1)
+            spool, length = receive(stream, size)
+            if length < size:
+                self.all_received = True
+            if not length:  # the end of the body: no part to send
+                self._add(-1)
+            return spool, length
+
+        monkeypatch.setattr(artifact_store, "_spool_up_to", receiving)
+
+    def _add(self, count):
+        with self.changed:
+            self.now += count
+            self.peak = max(self.peak, self.now)
+            self.changed.notify_all()
+
+    def answered(self, **_):  # after-call.s3.UploadPart
+        self._add(-1)
+
+    def wait_until_the_bound_is_held(self, **_):  # before-send.s3.UploadPart
+        """S3 answers no part until the store holds as many as it may (or has all the body)."""
+        with self.changed:
+            full = lambda: self.now >= artifact_store.PARTS_IN_FLIGHT or self.all_received
+            assert self.changed.wait_for(full, PATIENCE_SECONDS), f"{self.now} parts held"
+
+
+def test_parts_are_received_while_others_are_sent_never_more_than_the_bound(
+    s3_endpoint, s3, bucket, monkeypatch
+):
+    held = PartsHeld(monkeypatch)
+    senders = set()
+    store = store_on(
+        s3_endpoint,
+        bucket,
+        **{
+            "before-send.s3.UploadPart": held.wait_until_the_bound_is_held,
+            "after-call.s3.UploadPart": held.answered,
+            "before-call.s3.UploadPart": lambda **_: senders.add(threading.current_thread()),
+        },
+    )
+    data = os.urandom(6 * PART + 4321)
+    assert store.upload("1/r/artifacts/big.bin", io.BytesIO(data)) == len(data)
+    # S3 held back every part until the store held the bound: it got there, and no further.
+    assert held.peak == artifact_store.PARTS_IN_FLIGHT
+    assert threading.current_thread() not in senders
+    assert len(senders) <= artifact_store.PART_SENDERS
+    head = s3.head_object(Bucket=bucket, Key="mlflow/root/1/r/artifacts/big.bin")
+    assert head["ETag"].endswith('-7"')
+    stored = s3.get_object(Bucket=bucket, Key="mlflow/root/1/r/artifacts/big.bin")["Body"].read()
+    assert stored == data  # the parts in their order, whatever order S3 answered them in
+
+
+def test_an_upload_smaller_than_a_part_is_one_put_object(s3_endpoint, bucket):
+    calls = []
+    store = store_on(
+        s3_endpoint, bucket, **{"before-call.s3": lambda model, **_: calls.append(model.name)}
+    )
+    assert store.upload("1/r/artifacts/small.bin", io.BytesIO(b"x" * (PART - 1))) == PART - 1
+    assert calls == ["PutObject"]
+
+
+class _Raw:
+    def __init__(self, body):
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+S3_ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message><RequestId>R1</RequestId></Error>"
+)
+
+
+def test_s3_refusing_a_later_part_aborts_the_upload_and_keeps_the_old_object(
+    s3_endpoint, s3, bucket
+):
+    key = "mlflow/root/1/r/artifacts/model.bin"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"the old model")
+
+    def refuse_part_3(request, **_):  # what S3 answers, through botocore's parser and retries
+        if parse_qs(urlsplit(request.url).query)["partNumber"] == ["3"]:
+            headers = {"Content-Type": "application/xml"}
+            return AWSResponse(request.url, 403, headers, _Raw(S3_ACCESS_DENIED))
+        return None
+
+    store = store_on(s3_endpoint, bucket, **{"before-send.s3.UploadPart": refuse_part_3})
+    with pytest.raises(AwsRefused, match="AccessDenied"):
+        store.upload("1/r/artifacts/model.bin", io.BytesIO(os.urandom(5 * PART)))
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"the old model"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+# Cut while receiving the first part beyond the bound: the parts before it are all on their way.
+PARTS_BEFORE_THE_CUT = artifact_store.PARTS_IN_FLIGHT - 1
+
+
+@pytest.mark.parametrize(
+    "senders, parts_sent", [(1, 1), (artifact_store.PART_SENDERS, PARTS_BEFORE_THE_CUT)]
+)
+def test_a_body_cut_short_with_parts_on_their_way_waits_for_them_then_aborts(
+    s3_endpoint, s3, bucket, monkeypatch, senders, parts_sent
+):
+    """Parts not yet begun are dropped; those being sent finish before the abort, which S3 would
+    otherwise have to repeat (a part that lands after an abort is kept)."""
+    monkeypatch.setattr(artifact_store, "PART_SENDERS", senders)
+    cut = threading.Event()
+    events = []
+
+    class CutShort(_FailingStream):
+        def readinto(self, buffer):
+            try:
+                return super().readinto(buffer)
+            except ConnectionResetError:
+                cut.set()
+                raise
+
+    def hold_until_cut(**_):
+        assert cut.wait(PATIENCE_SECONDS)
+
+    store = store_on(
+        s3_endpoint,
+        bucket,
+        **{
+            "before-send.s3.UploadPart": hold_until_cut,
+            "after-call.s3.UploadPart": lambda **_: events.append("part sent"),
+            "before-call.s3.AbortMultipartUpload": lambda **_: events.append("abort"),
+        },
+    )
+    with pytest.raises(ConnectionResetError):
+        body = io.BufferedReader(CutShort(PARTS_BEFORE_THE_CUT * PART + 10))
+        store.upload("1/r/artifacts/cut.bin", body)
+    assert events == ["part sent"] * parts_sent + ["abort"]
+    assert all_keys(s3, bucket) == []
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_concurrent_uploads_share_the_senders_of_the_process(s3_endpoint, s3, bucket, monkeypatch):
+    monkeypatch.setattr(artifact_store, "PART_SENDERS", 2)
+    senders = set()
+    store = store_on(
+        s3_endpoint,
+        bucket,
+        **{"before-call.s3.UploadPart": lambda **_: senders.add(threading.current_thread().name)},
+    )
+    data = {f"1/r/artifacts/{n}.bin": os.urandom(2 * PART + n) for n in range(3)}
+    with ThreadPoolExecutor(len(data)) as callers:
+        stored = list(callers.map(lambda path: store.upload(path, io.BytesIO(data[path])), data))
+    assert stored == [len(body) for body in data.values()]
+    assert len(senders) <= 2  # three uploads at once, no thread of their own
+    for path, body in data.items():
+        assert s3.get_object(Bucket=bucket, Key=f"mlflow/root/{path}")["Body"].read() == body

@@ -180,6 +180,40 @@ def test_an_upload_cut_short_leaves_the_old_artifact(proxy, declared, sent, hang
     assert uploads.get("Uploads", []) == []  # aborted, not left to cost
 
 
+MIB = 1024 * 1024
+# More than a part (artifact_store.PART_BYTES): the multipart upload has begun, parts are on their
+# way to S3, when the body goes wrong.
+PAST_A_PART = b"x" * (9 * MIB)
+
+
+@pytest.mark.parametrize(
+    "headers, body, status, error_code",
+    [
+        ({"Content-Length": 20 * MIB}, PAST_A_PART, 408, "DEADLINE_EXCEEDED"),
+        (
+            {"Transfer-Encoding": "chunked"},
+            b"%x\r\n%s\r\n" % (len(PAST_A_PART), PAST_A_PART) + SECRET_BYTES + b"\r\n",
+            400,
+            "MALFORMED_REQUEST",
+        ),
+    ],
+    ids=["stalled", "bad chunk"],
+)
+def test_an_upload_that_goes_wrong_after_a_part_leaves_the_old_artifact(
+    proxy, headers, body, status, error_code
+):
+    path = f"0/{uuid.uuid4().hex}/model.bin"
+    good = put_good_artifact(proxy, path)
+    head = request_head("PUT", ARTIFACTS + "/" + path, {**WRITER, **headers})
+    with socket.create_connection(proxy.address, timeout=PATIENCE_SECONDS) as connection:
+        connection.sendall(head + body)  # then nothing more, the connection kept open
+        assert_mlflow_error(read_answer(connection), status, error_code)
+    assert proxy.stored(path) == good
+    uploads = proxy.s3.list_multipart_uploads(Bucket=proxy.bucket, Prefix=f"store/{path}")
+    assert uploads.get("Uploads", []) == []
+    assert SECRET_BYTES.decode() not in proxy.log()
+
+
 def test_completing_a_multipart_upload_with_a_cut_body_is_refused(proxy):
     directory = f"0/{uuid.uuid4().hex}"
     good = put_good_artifact(proxy, directory + "/model.bin")
