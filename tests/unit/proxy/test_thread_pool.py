@@ -32,7 +32,12 @@ def test_one_call_at_a_time_is_served_by_one_thread_only(pool):
 def test_the_thread_that_went_idle_last_serves_the_next_call(pool):
     threads = pool(8)
     release = [threading.Event() for _ in range(3)]
-    busy = [threads.submit(lambda event=event: (event.wait(), threading.get_ident())[1]) for event in release]
+
+    def wait_then_tell_thread(event):
+        event.wait()
+        return threading.get_ident()
+
+    busy = [threads.submit(wait_then_tell_thread, event) for event in release]
     for event, future in zip(release, busy):  # idle in the order 0, 1, 2
         event.set()
         future.result(PATIENCE_SECONDS)
