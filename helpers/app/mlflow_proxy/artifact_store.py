@@ -49,6 +49,8 @@ def s3_client_config(max_connections: int) -> Config:
     """S3_CLIENT_CONFIG with a connection for each of the worker's threads (config.threads):
     botocore's default pool of 10 would open and drop connections beyond 10 transfers."""
     return S3_CLIENT_CONFIG.merge(Config(max_pool_connections=max_connections))
+
+
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 _BAD_MULTIPART = {"NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
 

@@ -159,6 +159,7 @@ class DeadlineWorker(ThreadWorker):
         self.deadlines = load_caller_deadlines(os.environ)
 
     def get_thread_pool(self):
+        # gthread's hook for its pool: threads started as needed, the warm ones reused.
         return LastIdleFirstPool(self.cfg.threads)
 
     def handle(self, conn):
