@@ -1,6 +1,9 @@
 # gunicorn settings for the proxy. The bind address is given on the command line:
 #   gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 'mlflow_proxy:create_app()'
 import multiprocessing
+import os
+
+from mlflow_proxy.config import load_threads
 
 # Responses are streamed, so a worker is busy for as long as a download lasts: threads, not
 # one request per process. gunicorn's gthread worker, with deadlines for callers that stall
@@ -13,10 +16,12 @@ worker_class = "mlflow_proxy.gunicorn_worker.DeadlineWorker"
 # much as the 2*cores+1 of sync workers' rule of thumb, with 3 fewer processes (~40 MiB each) and
 # 3 fewer credential caches (one AssumeRole each).
 workers = multiprocessing.cpu_count()
-# A thread is held for the whole of a download or upload, and the ALB's /health check needs a
-# free one: 8 threads measured as fast as 16 on small calls (benchmarks/RESULTS.md), so the
-# headroom costs only idle threads' stacks and keeps a few large transfers from starving health.
-threads = 32
+# A thread is held for the whole of a call, a download or an upload: the threads, not the CPU,
+# bound the calls a worker has in flight (at 32, 64 / 0.25 s with SageMaker answering in 250 ms).
+# MLFLOW_PROXY_THREADS sets them (default 256), and with them the connection pools to SageMaker
+# and S3, so that no call opens a connection of its own; idle threads are not even started.
+# Measured, with the memory they can take on a t3.small: docs/configuration.md, "Threads".
+threads = load_threads(os.environ)
 
 # Build the app once in the master: a bad configuration then stops gunicorn with its message
 # and a non-zero exit, instead of workers that fail and are restarted in a loop.

@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mlflow_proxy import access_log, callers
 from mlflow_proxy.access_log import Exchange, client_address
-from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
+from mlflow_proxy.artifact_store import ArtifactStore, s3_client_config
 from mlflow_proxy.artifacts import DOWNLOAD_HEADERS, register_artifact_routes
 from mlflow_proxy.config import load_config
 from mlflow_proxy.credentials import READ_ONLY_ROLE_SESSION_NAME, SigningCredentials
@@ -102,7 +102,7 @@ def create_app(
         # Registered before the catch-all forwarding rules, and more specific than them.
         store = ArtifactStore(
             config.artifact_location,
-            lambda: credentials.create_client("s3", config=S3_CLIENT_CONFIG),
+            lambda: credentials.create_client("s3", config=s3_client_config(config.threads)),
             max_upload_bytes=config.max_artifact_bytes,
         )
         register_artifact_routes(app, store, authorize, config.artifact_redirect_seconds)

@@ -58,6 +58,15 @@ S3_CLIENT_CONFIG = Config(
     request_checksum_calculation="when_required",
     retries={"mode": "standard"},
 )
+
+
+def s3_client_config(threads: int) -> Config:
+    """S3_CLIENT_CONFIG with a connection for each of the worker's threads (config.threads) and
+    each part sender: botocore's default pool of 10 would open and drop connections beyond 10
+    transfers."""
+    return S3_CLIENT_CONFIG.merge(Config(max_pool_connections=threads + PART_SENDERS))
+
+
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 _BAD_MULTIPART = {"NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
 

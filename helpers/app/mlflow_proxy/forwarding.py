@@ -129,8 +129,11 @@ class Upstream:
         # Created before gunicorn forks its workers, while it holds no connection: each worker
         # ends up with its own pool. One pool for the one endpoint, given the request target
         # only: a PoolManager parses every full URL again to pick its pool, 8% of the
-        # instructions a small call costs in the app (benchmarks/RESULTS.md).
-        self._pool = urllib3.connection_from_url(config.endpoint_url, maxsize=16, block=False)
+        # instructions a small call costs in the app (benchmarks/RESULTS.md). A connection for
+        # each of the worker's threads: none opens one of its own (config.load_threads).
+        self._pool = urllib3.connection_from_url(
+            config.endpoint_url, maxsize=config.threads, block=False
+        )
         self._base_path = urllib3.util.parse_url(config.endpoint_url).path or ""
         self._uri_mapping = (
             UriMapping(config.artifact_location) if config.artifact_location else None

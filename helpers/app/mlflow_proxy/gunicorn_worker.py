@@ -35,7 +35,8 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker
 
 from mlflow_proxy.access_log import Exchange
-from mlflow_proxy.config import CallerDeadlines, load_caller_deadlines
+from mlflow_proxy.config import CallerDeadlines, load_caller_deadlines, load_threads
+from mlflow_proxy.thread_pool import LastIdleFirstPool
 
 
 class HeadTimeout(Exception):
@@ -147,7 +148,19 @@ class DeadlineWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         if self.cfg.is_ssl or self.cfg.http_protocols != ["h1"] or self.cfg.http2_cleartext != "off":
             raise RuntimeError("DeadlineWorker serves HTTP/1.1 without TLS only.")
+        pooled = load_threads(os.environ)
+        if self.cfg.threads > pooled:
+            # --threads or GUNICORN_CMD_ARGS above the pools' size: the extra calls would each
+            # open a connection to SageMaker and drop it.
+            raise RuntimeError(
+                f"gunicorn runs {self.cfg.threads} threads per worker but the connection pools "
+                f"hold {pooled}: set MLFLOW_PROXY_THREADS={self.cfg.threads} instead."
+            )
         self.deadlines = load_caller_deadlines(os.environ)
+
+    def get_thread_pool(self):
+        # gthread's hook for its pool: threads started as needed, the warm ones reused.
+        return LastIdleFirstPool(self.cfg.threads)
 
     def handle(self, conn):
         if conn.parser is None:
