@@ -40,9 +40,9 @@ def start_download_and_leave(chain) -> None:
 def test_client_leaving_mid_download_frees_its_worker(big_artifact_chain, report):
     chain = big_artifact_chain
     workers_before = proxy_workers(chain)
-    # One worker, and twice as many abandoned downloads as it has threads: were a thread kept
+    # One worker, and twice as many abandoned downloads as it has connections: were a connection kept
     # by a departed client, the later downloads would find none free and time out.
-    downloads = 2 * SHIPPED_GUNICORN["threads"]
+    downloads = 2 * SHIPPED_GUNICORN["worker_connections"]
     started = time.monotonic()
     for _ in range(downloads):
         start_download_and_leave(chain)

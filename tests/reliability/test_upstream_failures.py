@@ -88,9 +88,9 @@ def test_upstream_killed_mid_load_gets_502_json_and_the_proxy_recovers(stand_in,
     assert any(o[0] > restarted for o in load.outcomes)
     # Recovered without a restart, and no worker thread is left stuck on the dead upstream.
     assert proxy_workers(stand_in) == workers_before
-    # Twice as many calls at once as the workers have threads: threads still held by calls to
+    # Twice as many calls at once as the workers have connections: connections still held by calls to
     # the dead upstream would leave some of these queued until the client gives up.
-    concurrent_calls = 2 * SHIPPED_GUNICORN["workers"] * SHIPPED_GUNICORN["threads"]
+    concurrent_calls = 2 * SHIPPED_GUNICORN["workers"] * SHIPPED_GUNICORN["worker_connections"]
     assert all_answer(stand_in, concurrent_calls) == [200] * concurrent_calls
 
     answered_502 = [o[0] for o in load.outcomes if o[1] == 502]

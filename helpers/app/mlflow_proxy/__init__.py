@@ -102,7 +102,7 @@ def create_app(
         # Registered before the catch-all forwarding rules, and more specific than them.
         store = ArtifactStore(
             config.artifact_location,
-            lambda: credentials.create_client("s3", config=s3_client_config(config.threads)),
+            lambda: credentials.create_client("s3", config=s3_client_config(config.connections)),
             max_upload_bytes=config.max_artifact_bytes,
         )
         register_artifact_routes(app, store, authorize, config.artifact_redirect_seconds)

@@ -60,11 +60,11 @@ S3_CLIENT_CONFIG = Config(
 )
 
 
-def s3_client_config(threads: int) -> Config:
-    """S3_CLIENT_CONFIG with a connection for each of the worker's threads (config.threads) and
-    each part sender: botocore's default pool of 10 would open and drop connections beyond 10
+def s3_client_config(connections: int) -> Config:
+    """S3_CLIENT_CONFIG with a connection for each of the worker's calls (config.connections)
+    and each part sender: botocore's default pool of 10 would open and drop connections beyond 10
     transfers."""
-    return S3_CLIENT_CONFIG.merge(Config(max_pool_connections=threads + PART_SENDERS))
+    return S3_CLIENT_CONFIG.merge(Config(max_pool_connections=connections + PART_SENDERS))
 
 
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}

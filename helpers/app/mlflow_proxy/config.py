@@ -31,13 +31,13 @@ DEFAULT_MAX_ARTIFACT_BYTES = 5 * 1024**3
 MAX_ARTIFACT_REDIRECT_SECONDS = 300
 DEFAULT_ARTIFACT_REDIRECT_SECONDS = 60
 
-# Threads per gunicorn worker: the requests a worker serves at once. Each worker's connection
-# pools to SageMaker and S3 hold as many connections, so no request opens one of its own.
-# Chosen by measurement, memory bound included: docs/configuration.md, "Threads".
-DEFAULT_THREADS = 256
-# gunicorn keeps a worker's idle keep-alive connections only below worker_connections (1000)
-# minus threads: far enough below it for the ALB's idle connections.
-MAX_THREADS = 512
+# Connections per gunicorn worker, each served by a greenlet: the calls a worker has in flight at
+# most. Each worker's connection pools to SageMaker and S3 hold as many, so no call opens one of
+# its own. Chosen by measurement, memory bound included: docs/configuration.md, "Connections".
+DEFAULT_CONNECTIONS = 512
+# Each call in flight may hold about 1.2 MiB (docs/configuration.md): 1024 a worker is already
+# more than a 2 GiB instance holds at once.
+MAX_CONNECTIONS = 1024
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
@@ -67,16 +67,17 @@ def load_caller_deadlines(environ: Mapping[str, str]) -> CallerDeadlines:
     )
 
 
-def load_threads(environ: Mapping[str, str]) -> int:
-    """Also read by gunicorn.conf.py: gunicorn's threads and the pools' size are this one number."""
-    threads = _positive(environ, "MLFLOW_PROXY_THREADS", DEFAULT_THREADS, int)
-    if threads > MAX_THREADS:
+def load_connections(environ: Mapping[str, str]) -> int:
+    """Also read by gunicorn.conf.py: gunicorn's worker_connections and the pools' size are this
+    one number."""
+    connections = _positive(environ, "MLFLOW_PROXY_CONNECTIONS", DEFAULT_CONNECTIONS, int)
+    if connections > MAX_CONNECTIONS:
         raise ConfigError(
-            f"MLFLOW_PROXY_THREADS={threads} is above {MAX_THREADS}: more threads would leave "
-            "gunicorn no room for kept-alive connections; unset it for "
-            f"{DEFAULT_THREADS}, or add instances."
+            f"MLFLOW_PROXY_CONNECTIONS={connections} is above {MAX_CONNECTIONS}: the calls in "
+            f"flight could take more memory than an instance has; unset it for "
+            f"{DEFAULT_CONNECTIONS}, or add instances."
         )
-    return threads
+    return connections
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Config:
     # None: downloads stream through the proxy; else the lifetime of the presigned S3 URL an
     # artifact GET is redirected to (MLFLOW_PROXY_ARTIFACT_DOWNLOAD_REDIRECT).
     artifact_redirect_seconds: Optional[int] = None
-    threads: int = DEFAULT_THREADS  # per worker, and connections per upstream pool
+    connections: int = DEFAULT_CONNECTIONS  # per worker, and per upstream pool
 
     @property
     def tokens_secret_region(self) -> str:
@@ -215,7 +216,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         ),
         caller_deadlines=load_caller_deadlines(environ),
         artifact_redirect_seconds=_artifact_redirect_seconds(environ, artifact_location),
-        threads=load_threads(environ),
+        connections=load_connections(environ),
     )
 
 

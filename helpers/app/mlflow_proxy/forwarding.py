@@ -130,9 +130,9 @@ class Upstream:
         # ends up with its own pool. One pool for the one endpoint, given the request target
         # only: a PoolManager parses every full URL again to pick its pool, 8% of the
         # instructions a small call costs in the app (benchmarks/RESULTS.md). A connection for
-        # each of the worker's threads: none opens one of its own (config.load_threads).
+        # each of the worker's calls in flight: none opens one of its own (config.load_connections).
         self._pool = urllib3.connection_from_url(
-            config.endpoint_url, maxsize=config.threads, block=False
+            config.endpoint_url, maxsize=config.connections, block=False
         )
         self._base_path = urllib3.util.parse_url(config.endpoint_url).path or ""
         self._uri_mapping = (

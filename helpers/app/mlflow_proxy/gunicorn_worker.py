@@ -1,19 +1,22 @@
-"""gunicorn's gthread worker with deadlines on the caller's side, and MLflow JSON for requests
-gunicorn cannot parse. gunicorn.conf.py names it as worker_class.
+"""gunicorn's gevent worker with deadlines on the caller's side, and MLflow JSON for requests
+gunicorn cannot parse. gunicorn.conf.py names it as worker_class (and monkey-patches first).
 
-gunicorn 27's gthread worker waits for a new connection's first byte without holding a thread
-(5 s in a thread, then in its poller), but then reads the request line, the headers and the
-body on a blocking socket with no timeout: a caller that stops half-way holds a thread for as
-long as it keeps its connection open, and a few such callers starve /health. Here every read
-from the caller is bounded (config.CallerDeadlines, docs/security.md):
+One greenlet per connection, not one OS thread per call: hundreds of calls waiting on SageMaker
+cost no thread each and no hand-offs of the GIL between them (benchmarks/RESULTS.md, "Serving").
+gunicorn reads the request line, the headers and the body on the caller's socket with no bound
+of its own; a caller that stops half-way would hold its connection, and its slot among
+`worker_connections`, for as long as it keeps it open. Here every read from the caller is
+bounded (config.CallerDeadlines, docs/security.md):
 
-- the request line and headers must all have arrived `header_seconds` after the request began
+- a kept-alive connection may wait for its next request's first byte for gunicorn's `keepalive`;
+  from that byte on, the request line and headers must all have arrived within `header_seconds`
   (a total, so a caller trickling a byte at a time gains nothing);
 - each read of the body must bring bytes within `body_read_seconds`.
 
 A head that misses its deadline is answered here, 408 DEADLINE_EXCEEDED; a body read that misses
 it raises TimeoutError in the app (request_body.py), which answers 408 and forwards or stores
-nothing. Writes to the caller keep gunicorn's blocking socket.
+nothing. Writes to the caller are not bounded here (gunicorn's `timeout` kills a worker that
+stops notifying the master).
 
 gunicorn answers a request it cannot parse (bad request line, header or chunk) with an HTML page
 and logs the exception's text, which quotes the bytes received: header values, body bytes.
@@ -22,70 +25,75 @@ line longer than `limit_request_line` (gunicorn.conf.py) is a 400 INVALID_PARAME
 MLflow answers a query it will not take, with what to do instead.
 """
 
+import contextlib
 import http
 import json
 import os
 import time
 from typing import Optional
 
+from gevent.local import local
 from gunicorn import util
 from gunicorn.http import errors as parse_errors
-from gunicorn.http.parser import RequestParser
-from gunicorn.http.unreader import SocketUnreader
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.ggevent import GeventWorker
 
 from mlflow_proxy.access_log import Exchange
-from mlflow_proxy.config import CallerDeadlines, load_caller_deadlines, load_threads
-from mlflow_proxy.thread_pool import LastIdleFirstPool
+from mlflow_proxy.config import CallerDeadlines, load_caller_deadlines, load_connections
+
+# The most of a body the app left unread that is read off the connection to keep it alive; a
+# longer one closes the connection instead.
+DRAIN_BYTES = 1024 * 1024
 
 
 class HeadTimeout(Exception):
     """The caller did not send its request line and headers in time."""
 
 
-class _DeadlineUnreader(SocketUnreader):
-    """gunicorn's socket reader, each recv() bounded by the deadline of what is being read."""
+class _DeadlineSocket:
+    """The caller's socket as gunicorn's parser reads it: each recv() bounded by the deadline of
+    what is being read. Everything else is the socket's own."""
 
-    def __init__(self, sock, deadlines: CallerDeadlines):
-        super().__init__(sock)
+    def __init__(self, sock, deadlines: CallerDeadlines, idle_seconds: float):
+        self._sock = sock
         self._deadlines = deadlines
-        self.head_deadline: Optional[float] = None  # monotonic; None while a body is read
+        self._idle_seconds = idle_seconds
+        self._reading_head = False
+        self._head_deadline: Optional[float] = None  # monotonic; set by the head's first byte
 
-    def chunk(self, size_hint=None):
-        if self.head_deadline is None:
-            limit = self._deadlines.body_read_seconds
-        else:
-            limit = self.head_deadline - time.monotonic()
-            if limit <= 0:
-                raise TimeoutError("request head deadline passed")
-        prior = self.sock.gettimeout()
-        if prior is not None:
-            # gunicorn bounds its drain of an unread body itself: keep the tighter bound.
-            limit = min(limit, prior)
-        self.sock.settimeout(limit)
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    @contextlib.contextmanager
+    def reading_head(self):
+        self._reading_head, self._head_deadline = True, None
         try:
-            return super().chunk(size_hint)
+            yield
         finally:
-            self.sock.settimeout(prior)
+            self._reading_head = False
 
-
-class _DeadlineParser(RequestParser):
-    """gunicorn's HTTP/1.1 parser on a _DeadlineUnreader: one per connection, one head
-    deadline per request on it."""
-
-    def __init__(self, cfg, sock, client, deadlines: CallerDeadlines):
-        super().__init__(cfg, sock, client)
-        self.unreader = _DeadlineUnreader(sock, deadlines)
-        self._header_seconds = deadlines.header_seconds
-
-    def __next__(self):
-        self.unreader.head_deadline = time.monotonic() + self._header_seconds
+    def recv(self, size, *flags):
+        if not self._reading_head:
+            limit = self._deadlines.body_read_seconds
+        elif self._head_deadline is None:
+            limit = self._idle_seconds  # a kept-alive connection, waiting for its next request
+        else:
+            limit = self._head_deadline - time.monotonic()
+            if limit <= 0:
+                raise HeadTimeout()
+        self._sock.settimeout(limit)
         try:
-            return super().__next__()
+            data = self._sock.recv(size, *flags)
         except TimeoutError:
+            if not self._reading_head:
+                raise
+            if self._head_deadline is None:
+                raise parse_errors.NoMoreData() from None  # idle too long: closed quietly
             raise HeadTimeout() from None
         finally:
-            self.unreader.head_deadline = None
+            self._sock.settimeout(None)
+        if self._reading_head and self._head_deadline is None and data:
+            self._head_deadline = time.monotonic() + self._deadlines.header_seconds
+        return data
 
 
 # Status and MLflow error code of what the caller got wrong; every other parse error is a 400.
@@ -141,40 +149,48 @@ def mlflow_error_bytes(status: int, error_code: str, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
-class DeadlineWorker(ThreadWorker):
-    """gthread, HTTP/1.1 over plain TCP only (the load balancer terminates TLS)."""
+class DeadlineWorker(GeventWorker):
+    """gevent, HTTP/1.1 over plain TCP only (the load balancer terminates TLS)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.cfg.is_ssl or self.cfg.http_protocols != ["h1"] or self.cfg.http2_cleartext != "off":
             raise RuntimeError("DeadlineWorker serves HTTP/1.1 without TLS only.")
-        pooled = load_threads(os.environ)
-        if self.cfg.threads > pooled:
-            # --threads or GUNICORN_CMD_ARGS above the pools' size: the extra calls would each
-            # open a connection to SageMaker and drop it.
+        pooled = load_connections(os.environ)
+        if self.worker_connections > pooled:
+            # --worker-connections or GUNICORN_CMD_ARGS above the pools' size: the extra calls
+            # would each open a connection to SageMaker and drop it.
             raise RuntimeError(
-                f"gunicorn runs {self.cfg.threads} threads per worker but the connection pools "
-                f"hold {pooled}: set MLFLOW_PROXY_THREADS={self.cfg.threads} instead."
+                f"gunicorn serves {self.worker_connections} connections per worker but the "
+                f"connection pools hold {pooled}: set "
+                f"MLFLOW_PROXY_CONNECTIONS={self.worker_connections} instead."
             )
         self.deadlines = load_caller_deadlines(os.environ)
+        self._connection = local()  # the current greenlet's _DeadlineSocket
 
-    def get_thread_pool(self):
-        # gthread's hook for its pool: threads started as needed, the warm ones reused.
-        return LastIdleFirstPool(self.cfg.threads)
+    def handle(self, listener, client, addr):
+        client.setblocking(1)
+        self._connection.socket = _DeadlineSocket(client, self.deadlines, self.cfg.keepalive)
+        super().handle(listener, self._connection.socket, addr)
 
-    def handle(self, conn):
-        if conn.parser is None:
-            # gthread makes its parser in conn.init() only when there is none yet.
-            conn.parser = _DeadlineParser(self.cfg, conn.sock, conn.client, self.deadlines)
-        return super().handle(conn)
+    def timeout_ctx(self):
+        # gunicorn reads each request's head within this; gevent's own is a keepalive timeout.
+        return self._connection.socket.reading_head()
 
-    def _keepalive_after(self, conn, keepalive):
-        # gunicorn drains a body the app did not read; if that body is malformed, the answer has
-        # already gone out and the connection can only be closed, not answered a second time.
+    def handle_request(self, listener_name, req, sock, addr):
+        keepalive = super().handle_request(listener_name, req, sock, addr)
+        # Read what the app left of the body now, not while the next request is parsed: a
+        # malformed rest would then be answered a second time, after the answer gone out.
         try:
-            return super()._keepalive_after(conn, keepalive)
-        except (parse_errors.ParseException, parse_errors.NoMoreData):
-            return False
+            drained = 0
+            while drained <= DRAIN_BYTES:
+                data = req.body.read(64 * 1024)
+                if not data:
+                    return keepalive
+                drained += len(data)
+        except (parse_errors.ParseException, parse_errors.NoMoreData, OSError):
+            pass
+        raise StopIteration()  # gunicorn closes the connection
 
     def handle_error(self, req, client, addr, exc):
         refused = refusal(exc, self.cfg.limit_request_line)

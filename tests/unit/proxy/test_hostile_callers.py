@@ -1,5 +1,5 @@
 """Callers that cut their requests short, stall, or send what is not HTTP, against the proxy under
-the gunicorn we ship (a small pool: 1 worker x 4 threads), with S3 (moto) behind the artifact API.
+the gunicorn we ship (a small pool: 1 worker x 4 connections), with S3 (moto) behind the artifact API.
 
 The raw socket clients here send exactly the bytes a test names, then half-close (the answer can
 still be read) or close (the caller is gone).
@@ -33,7 +33,7 @@ from proxy_support import (
 
 pytestmark = pytest.mark.slow
 
-THREADS = 4
+CONNECTIONS = 4
 # Short, so the tests wait little; the proxy ships with 10 s and 30 s.
 DEADLINE_SECONDS = 2
 # Far longer than any deadline: a call that needs it has found a stuck proxy.
@@ -88,8 +88,8 @@ def proxy(s3_endpoint):
             MLFLOW_PROXY_HEADER_TIMEOUT_SECONDS=str(DEADLINE_SECONDS),
             MLFLOW_PROXY_BODY_READ_TIMEOUT_SECONDS=str(DEADLINE_SECONDS),
         ),
-        "--threads",
-        str(THREADS),
+        "--worker-connections",
+        str(CONNECTIONS),
     )
     try:
         yield Proxy(server, upstream, s3, bucket)
@@ -298,7 +298,7 @@ def test_a_malformed_head_is_400_json_and_reaches_no_log(proxy, raw):
     assert SECRET_BYTES.decode() not in proxy.log()
 
 
-# -- 2. deadlines: stalled callers cannot hold the threads /health needs -------------------------
+# -- 2. deadlines: stalled callers cannot hold the connections /health needs -------------------------
 
 
 def health_answers(proxy: Proxy) -> dict:
@@ -326,7 +326,7 @@ def stall(proxy: Proxy, data: bytes, count: int) -> list:
     ids=["body", "headers"],
 )
 def test_stalled_callers_get_408_and_health_keeps_answering(proxy, stalled):
-    connections = stall(proxy, stalled, THREADS + 2)
+    connections = stall(proxy, stalled, CONNECTIONS + 2)
     try:
         assert health_answers(proxy) == {"status": "ok"}
         for connection in connections:

@@ -1,5 +1,5 @@
-"""gunicorn's threads and the connection pools to SageMaker and S3 are one number,
-MLFLOW_PROXY_THREADS: a pool smaller than the threads would have the calls beyond it open a
+"""gunicorn's worker_connections and the connection pools to SageMaker and S3 are one number,
+MLFLOW_PROXY_CONNECTIONS: a pool smaller than the calls in flight would have those beyond it open a
 connection each and drop it (a TLS handshake to SageMaker every time), silently."""
 
 import runpy
@@ -9,7 +9,7 @@ import pytest
 
 from mlflow_proxy import create_app
 from mlflow_proxy.artifact_store import PART_SENDERS
-from mlflow_proxy.config import DEFAULT_THREADS, load_config
+from mlflow_proxy.config import DEFAULT_CONNECTIONS, load_config
 from mlflow_proxy.credentials import SigningCredentials
 from mlflow_proxy.forwarding import Upstream
 from proxy_support import APP_DIR, TOKENS_JSON, TRACKING_ARN, WRITER
@@ -21,31 +21,31 @@ BASE = {
 }
 
 
-def shipped_threads(monkeypatch, threads):
-    """gunicorn.conf.py's threads, read the way gunicorn reads it, under MLFLOW_PROXY_THREADS."""
-    if threads is None:
-        monkeypatch.delenv("MLFLOW_PROXY_THREADS", raising=False)
+def shipped_connections(monkeypatch, connections):
+    """gunicorn.conf.py's worker_connections, read the way gunicorn reads it, under MLFLOW_PROXY_CONNECTIONS."""
+    if connections is None:
+        monkeypatch.delenv("MLFLOW_PROXY_CONNECTIONS", raising=False)
     else:
-        monkeypatch.setenv("MLFLOW_PROXY_THREADS", threads)
-    return runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))["threads"]
+        monkeypatch.setenv("MLFLOW_PROXY_CONNECTIONS", connections)
+    return runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))["worker_connections"]
 
 
-@pytest.mark.parametrize("threads", [None, "8", "300"])
-def test_the_upstream_pool_holds_a_connection_for_each_thread(monkeypatch, threads):
-    gunicorn_threads = shipped_threads(monkeypatch, threads)
-    environ = {**BASE, **({"MLFLOW_PROXY_THREADS": threads} if threads else {})}
+@pytest.mark.parametrize("connections", [None, "8", "300"])
+def test_the_upstream_pool_holds_a_connection_for_each_call(monkeypatch, connections):
+    gunicorn_connections = shipped_connections(monkeypatch, connections)
+    environ = {**BASE, **({"MLFLOW_PROXY_CONNECTIONS": connections} if connections else {})}
     config = load_config(environ)
-    assert gunicorn_threads == config.threads == int(threads or DEFAULT_THREADS)
+    assert gunicorn_connections == config.connections == int(connections or DEFAULT_CONNECTIONS)
 
     pool = Upstream(config, credentials=object())._pool
-    assert pool.pool.maxsize == gunicorn_threads
+    assert pool.pool.maxsize == gunicorn_connections
 
 
-@pytest.mark.parametrize("threads", [None, "300"])
-def test_the_s3_client_holds_a_connection_for_each_thread(
-    monkeypatch, aws_env, s3_endpoint, bucket, threads
+@pytest.mark.parametrize("connections", [None, "300"])
+def test_the_s3_client_holds_a_connection_for_each_call(
+    monkeypatch, aws_env, s3_endpoint, bucket, connections
 ):
-    gunicorn_threads = shipped_threads(monkeypatch, threads)
+    gunicorn_connections = shipped_connections(monkeypatch, connections)
     aws_env.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     made = {}
     real_create_client = SigningCredentials.create_client
@@ -56,12 +56,12 @@ def test_the_s3_client_holds_a_connection_for_each_thread(
 
     monkeypatch.setattr(SigningCredentials, "create_client", create_client)
     environ = {**BASE, "MLFLOW_PROXY_ARTIFACT_STORE_URI": f"s3://{bucket}/store"}
-    if threads:
-        environ["MLFLOW_PROXY_THREADS"] = threads
+    if connections:
+        environ["MLFLOW_PROXY_CONNECTIONS"] = connections
     app = create_app(environ, session=botocore.session.get_session())
 
     # The client is made on first use, by the artifact calls' own code.
     listed = app.test_client().get("/api/2.0/mlflow-artifacts/artifacts", headers=WRITER)
     assert listed.status_code == 200, listed.get_data(as_text=True)
-    # The request threads and the upload part senders (artifact_store.PART_SENDERS).
-    assert made["s3"].meta.config.max_pool_connections == gunicorn_threads + PART_SENDERS
+    # The calls in flight and the upload part senders (artifact_store.PART_SENDERS).
+    assert made["s3"].meta.config.max_pool_connections == gunicorn_connections + PART_SENDERS

@@ -87,9 +87,9 @@ def test_serves_health_and_forwards_signed_requests(run_gunicorn, upstream):
             {
                 "SM_MLFLOW_RESOURCE_ARN": TRACKING_ARN,
                 "MLFLOW_PROXY_TOKENS": TOKENS_JSON,
-                "MLFLOW_PROXY_THREADS": "many",
+                "MLFLOW_PROXY_CONNECTIONS": "many",
             },
-            "MLFLOW_PROXY_THREADS",
+            "MLFLOW_PROXY_CONNECTIONS",
         ),
     ],
 )
@@ -102,22 +102,22 @@ def test_bad_configuration_stops_gunicorn_with_the_variable_named(run_gunicorn, 
     assert not any("Booting worker" in line for line in server.lines)
 
 
-def test_threads_above_the_pools_stop_gunicorn_with_the_variable_named(run_gunicorn):
-    """--threads (or GUNICORN_CMD_ARGS) above MLFLOW_PROXY_THREADS, the pools' size, would
+def test_connections_above_the_pools_stop_gunicorn_with_the_variable_named(run_gunicorn):
+    """--worker-connections (or GUNICORN_CMD_ARGS) above MLFLOW_PROXY_CONNECTIONS, the pools' size, would
     have the extra calls open and drop connections to SageMaker: no worker starts."""
     server = run_gunicorn(
         _environment(
             SM_MLFLOW_RESOURCE_ARN=TRACKING_ARN,
             MLFLOW_PROXY_TOKENS=TOKENS_JSON,
-            MLFLOW_PROXY_THREADS="4",
+            MLFLOW_PROXY_CONNECTIONS="4",
         ),
-        "--threads",
+        "--worker-connections",
         "8",
     )
     returncode = server.process.wait(timeout=60)
     server.stop()
     assert returncode != 0
-    assert "set MLFLOW_PROXY_THREADS=8" in "".join(server.lines)
+    assert "set MLFLOW_PROXY_CONNECTIONS=8" in "".join(server.lines)
     assert not any("Booting worker" in line for line in server.lines)
 
 
