@@ -27,6 +27,7 @@ whole seconds: 2 is the shortest meaningful trial (two 1 s halves).
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import runpy
@@ -209,9 +210,26 @@ def describe_machine() -> str:
 
 
 def shipped_workers(app_dir: Path = PROXY_APP_DIR) -> str:
-    settings = runpy.run_path(str(app_dir / "gunicorn.conf.py"))
+    """What `app_dir`'s gunicorn.conf.py runs, read by the proxy's Python with that app's own
+    modules (a baseline's settings may import code the checkout no longer has)."""
+    script = (
+        "import json, runpy, sys; s = runpy.run_path(sys.argv[1]); "
+        "print(json.dumps({k: s.get(k) for k in "
+        "('workers', 'worker_class', 'threads', 'worker_connections')}))"
+    )
+    settings = json.loads(
+        subprocess.run(
+            [str(PROXY_PYTHON), "-c", script, str(app_dir / "gunicorn.conf.py")],
+            env={**os.environ, "PYTHONPATH": str(app_dir)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     worker = settings["worker_class"].rsplit(".", 1)[-1]
-    return f"{settings['workers']} {worker} workers x {settings['threads']} threads"
+    if settings["threads"]:
+        return f"{settings['workers']} {worker} workers x {settings['threads']} threads"
+    return f"{settings['workers']} {worker} workers x {settings['worker_connections']} connections"
 
 
 def render(started, machine: str, args, tables: list, baseline, baseline_workers) -> str:
