@@ -132,6 +132,7 @@ class Upstream:
         # instructions a small call costs in the app (benchmarks/RESULTS.md).
         self._pool = urllib3.connection_from_url(config.endpoint_url, maxsize=16, block=False)
         self._base_path = urllib3.util.parse_url(config.endpoint_url).path or ""
+        self._host = signing.host_header(config.endpoint_url)
         self._uri_mapping = (
             UriMapping(config.artifact_location) if config.artifact_location else None
         )
@@ -157,6 +158,7 @@ class Upstream:
                 for name, value in _end_to_end(request.headers)
                 if not _is_ours_to_replace(name)
             }
+            headers["Host"] = self._host
             headers[self._routing_header] = self._config.resource_arn
             if mapping:
                 # Plain bytes back, so that the URIs in them can be mapped as they stream.
