@@ -5,6 +5,7 @@ signing so it is signed; the body's SHA-256 travels in X-Amz-Content-SHA256; Con
 signed; query strings use %20 for a space.
 """
 
+import re
 from urllib.parse import parse_qsl, quote, urlencode
 
 import urllib3
@@ -21,6 +22,11 @@ ROUTING_HEADERS = {
 }
 
 
+# name=value pairs of unreserved characters only, names not empty (most of MLflow's GETs).
+_UNRESERVED = r"[A-Za-z0-9\-._~]"
+_PLAIN_QUERY = re.compile(rf"{_UNRESERVED}+={_UNRESERVED}*(?:&{_UNRESERVED}+={_UNRESERVED}*)*")
+
+
 def canonical_query(raw_query: str) -> str:
     """Re-encode a query string the way AWS canonicalises it.
 
@@ -30,6 +36,8 @@ def canonical_query(raw_query: str) -> str:
     and the string signed the same thing: space -> %20, a literal plus (%2B) stays %2B.
     Raises UnicodeDecodeError for a query that is not UTF-8.
     """
+    if _PLAIN_QUERY.fullmatch(raw_query):
+        return raw_query  # nothing to decode or encode: re-encoding gives it back as it is
     pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
     return urlencode(pairs, quote_via=quote, safe="")
 
