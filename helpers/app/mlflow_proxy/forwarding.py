@@ -126,6 +126,7 @@ class Upstream:
         self._read_only_credentials = read_only_credentials or credentials
         self._service = signing.SERVICE_NAMES[config.mode]
         self._routing_header = signing.ROUTING_HEADERS[config.mode]
+        self._host = signing.host_header(config.endpoint_url)
         # Made once: urllib3 would build a Retry from `retries=False, redirect=False` per call.
         # The MLflow client retries, with backoff; retrying here would double it.
         self._no_retries = urllib3.Retry(total=False, redirect=False)
@@ -138,7 +139,6 @@ class Upstream:
         # instructions a small call costs in the app (benchmarks/RESULTS.md).
         self._pool = urllib3.connection_from_url(config.endpoint_url, maxsize=16, block=False)
         self._base_path = urllib3.util.parse_url(config.endpoint_url).path or ""
-        self._host = signing.host_header(config.endpoint_url)
         self._uri_mapping = (
             UriMapping(config.artifact_location) if config.artifact_location else None
         )
