@@ -49,6 +49,14 @@ _SET_BY_OUR_SERVER = frozenset({"date", "server"})
 _METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
+# Request headers the caller may not pass upstream (_is_ours_to_replace), in lower case.
+_REPLACED = frozenset(
+    {"authorization", "host", "content-length", "expect", "forwarded"}
+    | _METHOD_OVERRIDES
+    | set(signing.ROUTING_HEADERS.values())
+)
+
+
 def _is_ours_to_replace(name: str) -> bool:
     """Request headers the caller may not pass upstream.
 
@@ -58,12 +66,7 @@ def _is_ours_to_replace(name: str) -> bool:
     would let a read-only caller's GET act as a write wherever a server honours them.
     """
     name = name.lower()
-    return (
-        name in ("authorization", "host", "content-length", "expect", "forwarded")
-        or name in _METHOD_OVERRIDES
-        or name in signing.ROUTING_HEADERS.values()
-        or name.startswith(("x-amz-", "x-forwarded-"))
-    )
+    return name in _REPLACED or name.startswith(("x-amz-", "x-forwarded-"))
 
 
 def _end_to_end(headers) -> list[tuple[str, str]]:
@@ -123,6 +126,10 @@ class Upstream:
         self._read_only_credentials = read_only_credentials or credentials
         self._service = signing.SERVICE_NAMES[config.mode]
         self._routing_header = signing.ROUTING_HEADERS[config.mode]
+        self._host = signing.host_header(config.endpoint_url)
+        # Made once: urllib3 would build a Retry from `retries=False, redirect=False` per call.
+        # The MLflow client retries, with backoff; retrying here would double it.
+        self._no_retries = urllib3.Retry(total=False, redirect=False)
         self._timeout = urllib3.Timeout(
             connect=config.connect_timeout_seconds, read=config.read_timeout_seconds
         )
@@ -160,6 +167,7 @@ class Upstream:
                 for name, value in _end_to_end(request.headers)
                 if not _is_ours_to_replace(name)
             }
+            headers["Host"] = self._host
             headers[self._routing_header] = self._config.resource_arn
             if mapping:
                 # Plain bytes back, so that the URIs in them can be mapped as they stream.
@@ -245,7 +253,7 @@ class Upstream:
                 body=body,
                 headers=headers,
                 timeout=self._timeout,
-                retries=False,  # the MLflow client retries, with backoff; retrying here doubles it
+                retries=self._no_retries,
                 redirect=False,
                 preload_content=False,
                 decode_content=False,

@@ -5,8 +5,10 @@ signing so it is signed; the body's SHA-256 travels in X-Amz-Content-SHA256; Con
 signed; query strings use %20 for a space.
 """
 
+import re
 from urllib.parse import parse_qsl, quote, urlencode
 
+import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
@@ -20,6 +22,11 @@ ROUTING_HEADERS = {
 }
 
 
+# name=value pairs of unreserved characters only, names not empty (most of MLflow's GETs).
+_UNRESERVED = r"[A-Za-z0-9\-._~]"
+_PLAIN_QUERY = re.compile(rf"{_UNRESERVED}+={_UNRESERVED}*(?:&{_UNRESERVED}+={_UNRESERVED}*)*")
+
+
 def canonical_query(raw_query: str) -> str:
     """Re-encode a query string the way AWS canonicalises it.
 
@@ -29,8 +36,37 @@ def canonical_query(raw_query: str) -> str:
     and the string signed the same thing: space -> %20, a literal plus (%2B) stays %2B.
     Raises UnicodeDecodeError for a query that is not UTF-8.
     """
+    if _PLAIN_QUERY.fullmatch(raw_query):
+        return raw_query  # nothing to decode or encode: re-encoding gives it back as it is
     pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
     return urlencode(pairs, quote_via=quote, safe="")
+
+
+def host_header(endpoint_url: str) -> str:
+    """The Host header of requests to the endpoint, as botocore derives it from a URL to sign:
+    the host in lower case, with the port unless it is the scheme's default.
+
+    Sent and signed as given, so that botocore does not derive it again from every URL it signs
+    (twice per signature) and what arrives is what was signed by construction.
+    """
+    url = urllib3.util.parse_url(endpoint_url)
+    host = url.host.lower()
+    if url.port is None or url.port == {"http": 80, "https": 443}.get(url.scheme):
+        return host
+    return f"{host}:{url.port}"
+
+
+class _SigV4Auth(SigV4Auth):
+    """botocore's SigV4, selecting the headers to sign once per signature instead of twice (for
+    the canonical request, then again for the Authorization header): a quarter of its cost.
+    Nothing changes the headers in between; a signer is made for each signature."""
+
+    _selected = None
+
+    def headers_to_sign(self, request):
+        if self._selected is None:
+            self._selected = super().headers_to_sign(request)
+        return self._selected
 
 
 def sign(
@@ -44,12 +80,13 @@ def sign(
 ) -> dict:
     """Return the headers to send: `headers` plus the body hash, date, token and signature.
 
-    `headers` must already hold the routing header and must not hold Connection.
+    `headers` must already hold the routing header and Host (host_header), and must not hold
+    Connection.
     """
     request = AWSRequest(
         method=method,
         url=url,
         headers={**headers, "X-Amz-Content-SHA256": body_sha256},
     )
-    SigV4Auth(credentials, service, region).add_auth(request)
+    _SigV4Auth(credentials, service, region).add_auth(request)
     return dict(request.headers.items())

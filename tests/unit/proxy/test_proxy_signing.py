@@ -12,7 +12,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from mlflow_proxy.signing import canonical_query
+from mlflow_proxy.signing import canonical_query, host_header
 from proxy_support import ACCESS_KEY, APP_ARN, SECRET_KEY, TRACKING_ARN, WRITER
 
 _AUTHORIZATION = re.compile(
@@ -53,10 +53,34 @@ def _check_signature(recorded, upstream_url):
         ("path=dir/sub&empty=", "path=dir%2Fsub&empty="),
         ("k=%E2%9C%93", "k=%E2%9C%93"),
         ("a=1&a=2", "a=1&a=2"),
+        # Plain name=value pairs are returned as they are, without being parsed.
+        ("run_id=0a1B-2.c_3~&max_results=10", "run_id=0a1B-2.c_3~&max_results=10"),
+        ("a=&b=1", "a=&b=1"),
+        # Not plain: parsed and re-encoded.
+        ("a&b=1", "a=&b=1"),
+        ("=x", "=x"),
+        ("a=1&&b=2", "a=1&b=2"),
     ],
 )
 def test_query_is_reencoded_the_way_aws_canonicalises_it(raw, expected):
     assert canonical_query(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "endpoint, expected",
+    [
+        ("https://MLflow.SageMaker.us-east-1.app.aws", "mlflow.sagemaker.us-east-1.app.aws"),
+        ("https://example.com:443/base", "example.com"),
+        ("http://127.0.0.1:80", "127.0.0.1"),
+        ("http://127.0.0.1:8443", "127.0.0.1:8443"),
+        ("https://example.com:80", "example.com:80"),
+        ("http://[::1]:9000", "[::1]:9000"),
+    ],
+)
+def test_host_header_is_the_one_botocore_would_sign(endpoint, expected):
+    from botocore.auth import _host_from_url  # botocore's own rule, private: checked, not used
+
+    assert host_header(endpoint) == expected == _host_from_url(endpoint)
 
 
 def test_query_that_is_not_utf8_is_refused():
