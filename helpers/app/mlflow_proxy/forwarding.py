@@ -41,6 +41,8 @@ from mlflow_proxy.request_body import CallerBody
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+# The most of an answer its caller left unread that is read off the upstream connection to keep it.
+_DRAIN_BYTES = 64 * 1024
 # Bodies up to this size stay in memory while hashed; bigger ones go to a temporary file.
 IN_MEMORY_BODY_BYTES = 1024 * 1024
 _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -356,6 +358,16 @@ class _Relay:
 
     def close(self) -> None:
         if not self._completed:
-            # Unread bytes would corrupt the next request on this connection: drop it.
-            self._upstream.close()
+            remaining = self._upstream.length_remaining
+            if remaining is not None and remaining <= _DRAIN_BYTES:
+                # The caller left before the end of a small answer (a client that timed out):
+                # read the rest, so that the connection goes back to the pool, not a new TLS
+                # handshake for the next call.
+                try:
+                    self._upstream.drain_conn()
+                except HTTPError:
+                    self._upstream.close()
+            else:
+                # Unread bytes would corrupt the next request on this connection: drop it.
+                self._upstream.close()
         self._upstream.release_conn()
