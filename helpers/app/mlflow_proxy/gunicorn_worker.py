@@ -29,9 +29,11 @@ import contextlib
 import http
 import json
 import os
+import socket
 import time
 from typing import Optional
 
+import gevent
 from gevent.local import local
 from gunicorn import util
 from gunicorn.http import errors as parse_errors
@@ -43,6 +45,11 @@ from mlflow_proxy.config import CallerDeadlines, load_caller_deadlines, load_con
 # The most of a body the app left unread that is read off the connection to keep it alive; a
 # longer one closes the connection instead.
 DRAIN_BYTES = 1024 * 1024
+# On SIGTERM, how long a kept-alive connection may still bring a request already on its way before
+# it is closed; requests in flight get graceful_timeout (gunicorn's gthread lingers as long).
+STOP_KEEPALIVE_LINGER = 2.0
+# After a refusal, how long the caller's remaining bytes are read off before the connection closes.
+LINGER_SECONDS = 1.0
 
 
 class HeadTimeout(Exception):
@@ -53,15 +60,20 @@ class _DeadlineSocket:
     """The caller's socket as gunicorn's parser reads it: each recv() bounded by the deadline of
     what is being read. Everything else is the socket's own."""
 
-    def __init__(self, sock, deadlines: CallerDeadlines, idle_seconds: float):
+    def __init__(self, sock, deadlines: CallerDeadlines, idle_seconds: float, idle: set):
         self._sock = sock
         self._deadlines = deadlines
         self._idle_seconds = idle_seconds
+        self._idle = idle  # the worker's greenlets waiting for a next request
         self._reading_head = False
         self._head_deadline: Optional[float] = None  # monotonic; set by the head's first byte
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+    @property
+    def raw(self):
+        return self._sock
 
     @contextlib.contextmanager
     def reading_head(self):
@@ -80,6 +92,9 @@ class _DeadlineSocket:
             limit = self._head_deadline - time.monotonic()
             if limit <= 0:
                 raise HeadTimeout()
+        waiting = self._reading_head and self._head_deadline is None
+        if waiting:
+            self._idle.add(gevent.getcurrent())
         self._sock.settimeout(limit)
         try:
             data = self._sock.recv(size, *flags)
@@ -91,6 +106,8 @@ class _DeadlineSocket:
             raise HeadTimeout() from None
         finally:
             self._sock.settimeout(None)
+            if waiting:
+                self._idle.discard(gevent.getcurrent())
         if self._reading_head and self._head_deadline is None and data:
             self._head_deadline = time.monotonic() + self._deadlines.header_seconds
         return data
@@ -167,11 +184,23 @@ class DeadlineWorker(GeventWorker):
             )
         self.deadlines = load_caller_deadlines(os.environ)
         self._connection = local()  # the current greenlet's _DeadlineSocket
+        self._idle: set = set()
 
     def handle(self, listener, client, addr):
         client.setblocking(1)
-        self._connection.socket = _DeadlineSocket(client, self.deadlines, self.cfg.keepalive)
+        self._connection.socket = _DeadlineSocket(
+            client, self.deadlines, self.cfg.keepalive, self._idle
+        )
         super().handle(listener, self._connection.socket, addr)
+
+    def handle_exit(self, sig, frame):
+        # gevent's worker would wait graceful_timeout for idle kept-alive connections too.
+        super().handle_exit(sig, frame)
+        gevent.spawn_later(STOP_KEEPALIVE_LINGER, self._close_idle)
+
+    def _close_idle(self):
+        for waiting in list(self._idle):
+            waiting.kill(parse_errors.NoMoreData(), block=False)  # closed quietly
 
     def timeout_ctx(self):
         # gunicorn reads each request's head within this; gevent's own is a keepalive timeout.
@@ -210,5 +239,20 @@ class DeadlineWorker(GeventWorker):
         exchange.write()
         try:
             util.write(client, mlflow_error_bytes(status, code, message))
+            _linger(client.raw if isinstance(client, _DeadlineSocket) else client)
         except OSError:
             pass  # the caller is gone
+
+
+def _linger(sock) -> None:
+    """Half-close after a refusal, then read off what the caller still sends, for a moment: a
+    close with unread bytes makes the kernel reset the connection, which can destroy the answer
+    before the caller has read it (a caller still trickling its head, say)."""
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(LINGER_SECONDS)
+    deadline = time.monotonic() + LINGER_SECONDS
+    try:
+        while time.monotonic() < deadline and sock.recv(64 * 1024):
+            pass
+    except (TimeoutError, OSError):
+        pass
