@@ -6,19 +6,24 @@
 import itertools
 import os
 
+from gunicorn.workers.base_async import AsyncWorker
+
 exec(open(os.path.join(os.getcwd(), "gunicorn.conf.py")).read())
 WARM_CALLS = int(os.environ.get("WARM_CALLS", "31"))
 
 
 def post_worker_init(worker):
-    handle = worker.handle
+    # gevent's worker handles a whole connection in handle() and each request on it in
+    # handle_request(): that is what is counted there, the parsing of the head excepted.
+    name = "handle_request" if isinstance(worker, AsyncWorker) else "handle"
+    handle = getattr(worker, name)
     seen = [0]
 
-    def counted_handle(conn):
+    def counted_handle(*args):
         seen[0] += 1
         if seen[0] <= WARM_CALLS:
-            return handle(conn)
-        for result in itertools.starmap(handle, [(conn,)]):
+            return handle(*args)
+        for result in itertools.starmap(handle, [args]):
             return result
 
-    worker.handle = counted_handle
+    setattr(worker, name, counted_handle)
