@@ -254,10 +254,14 @@ def _upload(call: Call, size: int) -> None:
         for _ in range(size // MIB):
             yield block
 
-    connection = call.connect(timeout=600)
+    _put(call.connect(timeout=600), call, body(), size)
+
+
+def _put(connection: http.client.HTTPConnection, call: Call, body, size: int) -> None:
+    """Send `body` (`size` bytes) as `call` on `connection`, which it closes; raises unless 200."""
     try:
         headers = {**call.headers, "Content-Length": str(size)}
-        connection.request(call.method, call.path, body=body(), headers=headers)
+        connection.request(call.method, call.path, body=body, headers=headers)
         response = connection.getresponse()
         answer = response.read()
         if response.status != 200:
@@ -626,13 +630,5 @@ def artifact_throughput(stand_in: StandIn, size_bytes: int) -> Table:
 def _upload_file(call: Call, path, size: int) -> None:
     parts = urlsplit(call.base_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600, blocksize=MIB)
-    try:
-        headers = {**call.headers, "Content-Length": str(size)}
-        with open(path, "rb") as body:
-            connection.request(call.method, call.path, body=body, headers=headers)
-        response = connection.getresponse()
-        answer = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"upload answered {response.status}: {answer[:500]!r}")
-    finally:
-        connection.close()
+    with open(path, "rb") as body:
+        _put(connection, call, body, size)
