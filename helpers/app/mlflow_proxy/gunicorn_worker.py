@@ -29,11 +29,10 @@ import contextlib
 import http
 import json
 import os
+import select
 import socket
 import time
 from typing import Optional
-
-import select
 
 import gevent
 from gevent import monkey
@@ -110,31 +109,31 @@ class _DeadlineSocket:
             self._reading_head = False
 
     def recv(self, size, *flags):
+        # Waiting: a kept-alive connection, its next request's first byte not yet here.
+        waiting = self._reading_head and self._head_deadline is None
         if not self._reading_head:
             limit = self._deadlines.body_read_seconds
-        elif self._head_deadline is None:
-            limit = self._idle_seconds  # a kept-alive connection, waiting for its next request
+        elif waiting:
+            limit = self._idle_seconds
+            self._idle.add(gevent.getcurrent())
         else:
             limit = self._head_deadline - time.monotonic()
             if limit <= 0:
                 raise HeadTimeout()
-        waiting = self._reading_head and self._head_deadline is None
-        if waiting:
-            self._idle.add(gevent.getcurrent())
         self._sock.settimeout(limit)
         try:
             data = self._sock.recv(size, *flags)
         except TimeoutError:
             if not self._reading_head:
                 raise
-            if self._head_deadline is None:
+            if waiting:
                 raise parse_errors.NoMoreData() from None  # idle too long: closed quietly
             raise HeadTimeout() from None
         finally:
             self._sock.settimeout(None)
             if waiting:
                 self._idle.discard(gevent.getcurrent())
-        if self._reading_head and self._head_deadline is None and data:
+        if waiting and data:
             self._head_deadline = time.monotonic() + self._deadlines.header_seconds
         return data
 
