@@ -33,7 +33,7 @@ from benchmarks.fast_upstream import (
     TrivialUpstreamStandIn,
     find_nginx,
 )
-from local.stand_in import PROXY_PYTHON, REPO_ROOT, free_port, gunicorn_options
+from local.stand_in import PROXY_APP_DIR, PROXY_PYTHON, REPO_ROOT, free_port, gunicorn_options
 
 # The log is written in 64 KiB buffers flushed every 100 ms: wait longer than that before reading.
 LOG_FLUSH_SECONDS = 0.1
@@ -231,6 +231,8 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
         super().__init__(mode, **options)
         for part in self.PARTS:
             self.ports.setdefault(part, free_port())
+            if part != "emulator":
+                self.ports[f"{part}-health"] = free_port()
         self.ports["tls"] = free_port()
         self._baseline_app: Optional[Path] = None
 
@@ -251,6 +253,15 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
 
     def proxy_part_url(self, proxy: str, tls: bool) -> str:
         return self.url(self.part(proxy, tls))
+
+    def load_balancer_check_url(self, part: str) -> str:
+        """The base URL the load balancer's health check would ask: the port gunicorn's master
+        answers on (MLFLOW_PROXY_HEALTH_PORT, mlflow_proxy/master_health.py) where the proxy's
+        revision has it, else the proxy's own port, as the target group checked before."""
+        app = self.baseline_app_dir() if part.startswith("baseline") else PROXY_APP_DIR
+        if (app / "mlflow_proxy" / "master_health.py").exists():
+            return f"http://127.0.0.1:{self.ports[f'{part}-health']}"
+        return self.url(part)
 
     def upstream_url(self, tls: bool) -> str:
         return f"https://127.0.0.1:{self.ports['tls']}" if tls else self.emulator_url
@@ -293,6 +304,7 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
         if part == "emulator":
             return super()._environment(part)
         env = super()._environment("proxy")
+        env["MLFLOW_PROXY_HEALTH_PORT"] = str(self.ports[f"{part}-health"])
         if part.endswith("-tls"):
             env["SM_MLFLOW_ENDPOINT_URL"] = self.upstream_url(tls=True)
             env["SSL_CERT_FILE"] = str(self.ca_file)

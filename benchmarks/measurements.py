@@ -296,6 +296,10 @@ BASELINE_SPEEDUP_TARGET = 1.5  # x the baseline's throughput, 25 ms upstream, co
 BASELINE_CPU_TARGET = 0.7  # x the baseline's CPU per request: 30% below it
 NEW_CONNECTIONS_TARGET = 1.0  # per 1,000 proxied requests, at every concurrency
 HEALTH_TARGET_SECONDS = 0.1
+HEALTH_NOTE = (
+    "/health: what the load balancer checks: the port gunicorn's master answers on "
+    "(MLFLOW_PROXY_HEALTH_PORT) where the revision has one, else the proxy's own port."
+)
 
 
 @dataclass(frozen=True)
@@ -439,6 +443,7 @@ def delayed_upstream(stand_in, points: list, seconds: float) -> Table:
         "req/s: answered 2xx over both halves; p50 / p99: the worse of the two halves (wrk).",
         "new upstream connections: requests nginx logged with `$connection_requests` = 1, after "
         f"warm-ups at concurrency {busiest} and at the row's.",
+        HEALTH_NOTE,
     ]
     return table
 
@@ -469,7 +474,11 @@ def _measure_point(stand_in, upstream: Upstream, concurrency: int, seconds: floa
             tree = process_tree(stand_in.processes[part].pid) if part else []
             mark = log.mark()
             cpu_before = cpu_seconds(tree)
-            probe = HealthProbe(stand_in.url(part)) if part and half == 1 else nullcontext()
+            probe = (
+                HealthProbe(stand_in.load_balancer_check_url(part))
+                if part and half == 1
+                else nullcontext()
+            )
             with probe:
                 result = wrk.run(urls[name], concurrency, seconds / 2, headers, timeout)
             if part and half == 0:
@@ -505,7 +514,7 @@ def slow_callers(stand_in, count: int, limit_seconds: float) -> Table:
     for proxy in stand_in.proxies:
         part = stand_in.part(proxy, False)
         print(f"  {count} slow callers on the {proxy} proxy", file=sys.stderr)
-        with HealthProbe(stand_in.url(part)) as probe:
+        with HealthProbe(stand_in.load_balancer_check_url(part)) as probe:
             time.sleep(1)  # a few probes with no slow caller yet
             with SlowCallers(stand_in.url(part), count) as callers:
                 callers.wait_until_dropped(limit_seconds)
@@ -534,6 +543,7 @@ def slow_callers(stand_in, count: int, limit_seconds: float) -> Table:
         f"/health: a new connection every {PROBE_INTERVAL_SECONDS * 1000:.0f} ms, from 1 s before "
         "the slow callers connect until 1 s after the last is dropped."
     )
+    table.notes.append(HEALTH_NOTE)
     return table
 
 

@@ -12,7 +12,9 @@ readonly ENV_FILE=/etc/mlflow-proxy/proxy.env
 readonly LOG_DIR=/var/log/mlflow-proxy
 readonly SERVICE=mlflow-proxy
 readonly SERVICE_USER=mlflow-proxy
-readonly HEALTH_URL=http://127.0.0.1:5000/health
+# The proxy's own port (a worker answers) and the load balancer's check (the master answers:
+# MLFLOW_PROXY_HEALTH_PORT in mlflow-proxy.service, HealthCheckPort in nested/proxy.yaml).
+readonly HEALTH_URLS=(http://127.0.0.1:5000/health http://127.0.0.1:5001/health)
 readonly HEALTH_TIMEOUT_SECONDS=${HEALTH_TIMEOUT_SECONDS:-180}
 readonly CWAGENT_DIR=/opt/aws/amazon-cloudwatch-agent
 readonly CWAGENT_CONFIG=$CWAGENT_DIR/etc/mlflow-proxy.json
@@ -115,16 +117,19 @@ start_proxy() {
 }
 
 wait_for_health() {
-    local deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
-    until curl -fsS --max-time 5 -o /dev/null "$HEALTH_URL"; do
-        if ((SECONDS >= deadline)); then
-            systemctl status --no-pager "$SERVICE" || true
-            tail -n 50 "$LOG_DIR/proxy.log" || true
-            fail "$HEALTH_URL did not answer within ${HEALTH_TIMEOUT_SECONDS}s"
-        fi
-        sleep 2
+    local deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS)) url
+    for url in "${HEALTH_URLS[@]}"; do
+        until curl -fsS --max-time 5 -o /dev/null "$url"; do
+            if ((SECONDS >= deadline)); then
+                systemctl status --no-pager "$SERVICE" || true
+                tail -n 50 "$LOG_DIR/proxy.log" || true
+                fail "$url did not answer within ${HEALTH_TIMEOUT_SECONDS}s"
+            fi
+            sleep 2
+        done
+        echo "bootstrap: $url answers"
     done
-    echo "bootstrap: $HEALTH_URL answers: the proxy is up"
+    echo "bootstrap: the proxy is up"
 }
 
 check_inputs

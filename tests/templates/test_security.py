@@ -112,12 +112,13 @@ def test_no_ssh_and_no_open_ingress_anywhere(templates, name):
             assert str(rule["IpProtocol"]) != "-1", f"{group} allows every protocol in"
 
 
-def test_instances_are_reachable_only_from_the_load_balancer_on_5000(proxy):
+def test_instances_are_reachable_only_from_the_load_balancer_on_5000_and_5001(proxy):
     ingress = [(g, r) for g, d, r in security_group_rules(proxy) if d == "ingress" and g == "InstanceSecurityGroup"]
     assert ingress, "no ingress rule for the instances: the load balancer could not reach them"
     for _, rule in ingress:
         assert rule.get("SourceSecurityGroupId") == {"Ref": "LoadBalancerSecurityGroup"}, rule
-        assert (rule["FromPort"], rule["ToPort"]) == (5000, 5000)
+        # The proxy's port and its health check port (test_target_group_checks_...).
+        assert (rule["FromPort"], rule["ToPort"]) == (5000, 5001)
         assert "CidrIp" not in rule
 
 
@@ -160,7 +161,7 @@ def test_load_balancer_egress_is_only_the_proxy_port_on_the_instances(proxy):
     assert inline, "no inline egress: the load balancer keeps the default allow-all egress"
     egress = [r for g, d, r in security_group_rules(proxy) if d == "egress" and g == "LoadBalancerSecurityGroup"]
     to_instances = [r for r in egress if r.get("DestinationSecurityGroupId") == {"Ref": "InstanceSecurityGroup"}]
-    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in to_instances] == [("tcp", 5000, 5000)]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in to_instances] == [("tcp", 5000, 5001)]
     placeholders = [r for r in egress if r not in to_instances]
     assert [{k: str(r[k]) for k in LOOPBACK_PLACEHOLDER} for r in placeholders] == [LOOPBACK_PLACEHOLDER]
     assert not {"FromPort", "ToPort", "DestinationSecurityGroupId"} & set(placeholders[0])
@@ -201,9 +202,15 @@ def test_http_redirects_to_https_when_there_is_a_certificate(proxy):
     assert action["RedirectConfig"]["Protocol"] == "HTTPS"
 
 
-def test_target_group_checks_the_proxy_health_endpoint(proxy):
+def test_target_group_checks_the_port_the_master_answers_health_on(proxy):
+    """Traffic to 5000 (the unit's --bind), health checks to the port gunicorn's master answers
+    (the unit's MLFLOW_PROXY_HEALTH_PORT, mlflow_proxy/master_health.py)."""
     (group,) = resources_of_type(proxy, "AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    unit = (ROOT / "helpers" / "mlflow-proxy.service").read_text()
+    assert "--bind 0.0.0.0:5000 " in unit
     assert group["Properties"]["Port"] == 5000
+    (health_port,) = re.findall(r"^Environment=MLFLOW_PROXY_HEALTH_PORT=(\d+)$", unit, re.M)
+    assert group["Properties"]["HealthCheckPort"] == health_port == "5001"
     assert group["Properties"]["HealthCheckPath"] == "/health"
 
 

@@ -80,6 +80,20 @@ def load_connections(environ: Mapping[str, str]) -> int:
     return connections
 
 
+def load_health_port(environ: Mapping[str, str]) -> Optional[int]:
+    """Also read by gunicorn.conf.py: the port the master answers the load balancer's health check
+    on (master_health.py); None leaves /health to the workers, on the proxy's own port."""
+    text = environ.get("MLFLOW_PROXY_HEALTH_PORT", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(
+            f"MLFLOW_PROXY_HEALTH_PORT={text!r} must be a TCP port (1-65535), other than the "
+            "proxy's own; unset it to answer /health on the proxy's port only."
+        )
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Config:
     resource_arn: str
@@ -102,6 +116,7 @@ class Config:
     # artifact GET is redirected to (MLFLOW_PROXY_ARTIFACT_DOWNLOAD_REDIRECT).
     artifact_redirect_seconds: Optional[int] = None
     connections: int = DEFAULT_CONNECTIONS  # per worker, and per upstream pool
+    health_port: Optional[int] = None  # gunicorn's master answers on it (master_health.py)
 
     @property
     def tokens_secret_region(self) -> str:
@@ -217,6 +232,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         caller_deadlines=load_caller_deadlines(environ),
         artifact_redirect_seconds=_artifact_redirect_seconds(environ, artifact_location),
         connections=load_connections(environ),
+        health_port=load_health_port(environ),
     )
 
 

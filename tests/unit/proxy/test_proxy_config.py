@@ -110,6 +110,10 @@ def test_open_proxy_is_an_explicit_choice():
         ({"MLFLOW_PROXY_CONNECTIONS": "0"}, "MLFLOW_PROXY_CONNECTIONS"),
         ({"MLFLOW_PROXY_CONNECTIONS": "12.5"}, "MLFLOW_PROXY_CONNECTIONS"),
         ({"MLFLOW_PROXY_CONNECTIONS": "2000"}, "MLFLOW_PROXY_CONNECTIONS"),
+        ({"MLFLOW_PROXY_HEALTH_PORT": "0"}, "MLFLOW_PROXY_HEALTH_PORT"),
+        ({"MLFLOW_PROXY_HEALTH_PORT": "65536"}, "MLFLOW_PROXY_HEALTH_PORT"),
+        ({"MLFLOW_PROXY_HEALTH_PORT": "-5001"}, "MLFLOW_PROXY_HEALTH_PORT"),
+        ({"MLFLOW_PROXY_HEALTH_PORT": "health"}, "MLFLOW_PROXY_HEALTH_PORT"),
         ({"MLFLOW_PROXY_ARTIFACT_STORE_URI": "s3://b/../p"}, "MLFLOW_PROXY_ARTIFACT_STORE_URI"),
     ],
 )
@@ -120,3 +124,8 @@ def test_a_bad_variable_is_named_in_the_error(changes, variable):
         load_config(environ)
     assert variable in str(error.value)
     assert "writer-token" not in str(error.value)
+
+
+def test_the_health_port_is_read_when_set():
+    assert load_config(BASE).health_port is None
+    assert load_config({**BASE, "MLFLOW_PROXY_HEALTH_PORT": " 5001 "}).health_port == 5001

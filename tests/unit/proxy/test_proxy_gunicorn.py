@@ -1,6 +1,7 @@
 """The app under real gunicorn, started the way the instances and local/ start it."""
 
 import signal
+import socket
 import threading
 import time
 
@@ -91,6 +92,14 @@ def test_serves_health_and_forwards_signed_requests(run_gunicorn, upstream):
             },
             "MLFLOW_PROXY_CONNECTIONS",
         ),
+        (
+            {
+                "SM_MLFLOW_RESOURCE_ARN": TRACKING_ARN,
+                "MLFLOW_PROXY_TOKENS": TOKENS_JSON,
+                "MLFLOW_PROXY_HEALTH_PORT": "70000",
+            },
+            "MLFLOW_PROXY_HEALTH_PORT",
+        ),
     ],
 )
 def test_bad_configuration_stops_gunicorn_with_the_variable_named(run_gunicorn, variables, named):
@@ -131,8 +140,13 @@ def test_a_request_in_flight_when_gunicorn_is_stopped_still_completes(run_gunico
         return Response('{"experiment": {}}', content_type="application/json")
 
     upstream.respond = slow
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        health_port = probe.getsockname()[1]
+    health = f"http://127.0.0.1:{health_port}/health"
     server = run_gunicorn(_environment(SM_MLFLOW_RESOURCE_ARN=TRACKING_ARN, SM_MLFLOW_ENDPOINT_URL=upstream.url,
-                                       MLFLOW_PROXY_TOKENS=TOKENS_JSON))
+                                       MLFLOW_PROXY_TOKENS=TOKENS_JSON,
+                                       MLFLOW_PROXY_HEALTH_PORT=str(health_port)))
     listening = server.wait_for_line(r"Listening at: (http://127\.0\.0\.1:\d+)")
     assert listening, "".join(server.lines)
     answers = []
@@ -143,11 +157,16 @@ def test_a_request_in_flight_when_gunicorn_is_stopped_still_completes(run_gunico
     while not upstream.requests and time.monotonic() < deadline:
         time.sleep(0.05)
     assert upstream.requests, "the request never reached the upstream"
+    assert requests.get(health, timeout=5).status_code == 200
 
     server.process.send_signal(signal.SIGTERM)
     assert server.wait_for_line(r"Handling signal: term"), "".join(server.lines)
     time.sleep(1)  # the worker has its SIGTERM too; the request is still held upstream
     assert server.process.poll() is None, "gunicorn stopped with a request in flight"
+    # The load balancer's check says so while the request finishes (mlflow_proxy/master_health.py).
+    stopping = requests.get(health, timeout=5)
+    assert stopping.status_code == 503
+    assert stopping.json() == {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "the proxy is stopping"}
     release.set()
     client.join(timeout=60)
 

@@ -1,0 +1,133 @@
+"""The load balancer's health check, answered by the gunicorn master on a port of its own.
+
+A worker answers `/health` on the proxy's port in its turn among the calls ready to run: with its
+core saturated that took up to 2.8 s (benchmarks/RESULTS.md), and a health check that times out
+takes a busy instance out of service just when the fleet needs it. The master is a process of its
+own that sleeps between its rounds, so it answers within milliseconds however busy the workers
+are; and it answers with what it knows of them: every worker has reported within
+WORKER_SILENCE_SECONDS through gunicorn's heartbeat (the one its `timeout` kills on), the
+configured number of workers is running, and the master is not stopping.
+
+Set by MLFLOW_PROXY_HEALTH_PORT (docs/configuration.md); the instances use 5001 and the target
+group checks it (nested/proxy.yaml). `/health` on the proxy's own port still answers as before.
+"""
+
+import json
+import logging
+import time
+from typing import Optional
+
+from mlflow_proxy.config import ConfigError
+
+# A gevent worker reports every second from its loop (gunicorn's workers/ggevent.py), later when
+# a turn of the loop runs long under load (seconds at most, measured). Silent for this long (or
+# half gunicorn's timeout, if that is shorter: reported before the master kills it), it is
+# stuck; the shipped timeout (330 s, gunicorn.conf.py) kills it much later.
+WORKER_SILENCE_SECONDS = 15.0
+# Only the load balancer's nodes reach the port (nested/proxy.yaml), one check each per interval;
+# these bound what anyone else who reaches it could hold in the master.
+CALLER_SECONDS = 2.0
+MAX_CHECKS_AT_ONCE = 32
+
+
+def workers_status(arbiter, now: float) -> tuple[int, dict]:
+    """(HTTP status, JSON body) for the workers of `arbiter` at monotonic time `now`."""
+    if not arbiter.LISTENERS:  # closed by Arbiter.stop(): the proxy is shutting down
+        return 503, _unavailable("the proxy is stopping")
+    silence = min(WORKER_SILENCE_SECONDS, (arbiter.timeout or 2 * WORKER_SILENCE_SECONDS) / 2)
+    silent = []
+    for pid, worker in list(arbiter.WORKERS.items()):
+        try:
+            seconds = now - worker.tmp.last_update()
+        except (OSError, ValueError):  # a worker that has just exited: reaped next round
+            continue
+        if seconds > silence:
+            silent.append(f"{pid} ({seconds:.0f} s)")
+    if silent:
+        return 503, _unavailable(f"workers silent for over {silence:g} s: {', '.join(silent)}")
+    if len(arbiter.WORKERS) < arbiter.num_workers:
+        return 503, _unavailable(
+            f"{len(arbiter.WORKERS)} of {arbiter.num_workers} workers running"
+        )
+    return 200, {"status": "ok", "workers": len(arbiter.WORKERS)}
+
+
+def _unavailable(message: str) -> dict:
+    return {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}
+
+
+class MasterHealth:
+    """gunicorn hooks: `start` as when_ready (in the master), `leave` as post_fork (in each
+    worker, which inherits the master's listening socket and event loop, and must not answer)."""
+
+    def __init__(self, port: Optional[int]):
+        self.port = port
+        self._server = None
+
+    def start(self, arbiter) -> None:
+        if self.port is None:
+            return
+        # Imported here: gunicorn.conf.py has monkey-patched by now (gevent's sockets).
+        from gevent.pywsgi import WSGIHandler, WSGIServer
+
+        class DeadlineHandler(WSGIHandler):
+            # A caller that connects and stalls is let go: a load balancer sends its check at once.
+            def handle(self):
+                self.socket.settimeout(CALLER_SECONDS)
+                super().handle()
+
+        host = _listening_host(arbiter.cfg.address)
+        self._server = WSGIServer(
+            (host, self.port),
+            lambda environ, start_response: self._answer(arbiter, environ, start_response),
+            handler_class=DeadlineHandler,
+            spawn=MAX_CHECKS_AT_ONCE,
+            log=None,
+            error_log=logging.getLogger("gunicorn.error"),
+        )
+        # Started in the master's event loop, which runs while the arbiter waits for signals
+        # (its queue is gevent's once patched).
+        try:
+            self._server.start()
+        except OSError as error:
+            raise ConfigError(
+                f"MLFLOW_PROXY_HEALTH_PORT={self.port}: cannot listen on {host}:{self.port} "
+                f"({error.strerror}); choose a free port other than the proxy's own."
+            ) from None
+        arbiter.log.info("Health check on %s:%s (master)", host, self.port)
+
+    def leave(self, arbiter, worker) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _answer(self, arbiter, environ, start_response):
+        if environ.get("PATH_INFO") != "/health":
+            status, body = 404, {
+                "error_code": "ENDPOINT_NOT_FOUND",
+                "message": "this port answers GET /health only",
+            }
+        elif environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            status, body = 405, {
+                "error_code": "ENDPOINT_NOT_FOUND",
+                "message": f"{environ.get('REQUEST_METHOD')} /health is not allowed: use GET",
+            }
+        else:
+            status, body = workers_status(arbiter, time.monotonic())
+        data = json.dumps(body).encode()
+        start_response(
+            f"{status} {_REASONS[status]}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+        )
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
+
+
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+def _listening_host(addresses) -> str:
+    """The host the proxy's own port is bound to: the health check listens where it does."""
+    for address in addresses:
+        if isinstance(address, tuple):
+            return address[0]
+    raise ConfigError("MLFLOW_PROXY_HEALTH_PORT needs the proxy bound to a TCP address")
