@@ -388,8 +388,11 @@ def delayed_upstream(stand_in, points: list, seconds: float) -> Table:
     /health is probed during the second.
 
     New upstream connections are those opened in steady state, not those that first fill the
-    pools: before the table each proxy is warmed up at the highest concurrency (its pools grow
-    to what they keep), and before each point at that point's concurrency (unmeasured).
+    pools: before the table each proxy is warmed up at twice the highest concurrency, and before
+    each point at that point's concurrency (unmeasured). Twice: each wrk run brings new client
+    connections, which the kernel splits between the workers differently each time (135/121 to
+    187/69 of 256 seen), and a worker's pool grows to the most calls it has had at once; after
+    the warm-up every worker's pool holds as many as one worker can be given.
     """
     baseline = stand_in.baseline and f"proxy at {stand_in.baseline}"
     columns = [
@@ -406,7 +409,7 @@ def delayed_upstream(stand_in, points: list, seconds: float) -> Table:
     for tls in sorted({upstream.tls for upstream, _ in points}):
         for proxy in stand_in.proxies:
             url = stand_in.proxy_part_url(proxy, tls) + call_path(DELAYS_MS[0])
-            wrk.run(url, busiest, 2, {"Authorization": f"Bearer {stand_in.token}"})
+            wrk.run(url, 2 * busiest, 2, {"Authorization": f"Bearer {stand_in.token}"})
     for upstream, concurrency in points:
         sides = _measure_point(stand_in, upstream, concurrency, seconds)
         direct = sides["direct"]
@@ -442,7 +445,8 @@ def delayed_upstream(stand_in, points: list, seconds: float) -> Table:
         "per half.",
         "req/s: answered 2xx over both halves; p50 / p99: the worse of the two halves (wrk).",
         "new upstream connections: requests nginx logged with `$connection_requests` = 1, after "
-        f"warm-ups at concurrency {busiest} and at the row's.",
+        f"warm-ups at concurrency {2 * busiest} (so that each worker's pool holds as many as "
+        "one worker can be given of any split of the callers) and at the row's.",
         HEALTH_NOTE,
     ]
     return table
