@@ -11,8 +11,8 @@ if __name__ == "__config__":  # read by gunicorn (tests and benchmarks read it w
 import multiprocessing
 import os
 
+from mlflow_proxy import master_health
 from mlflow_proxy.config import load_connections, load_health_port
-from mlflow_proxy.master_health import MasterHealth
 
 # gunicorn's gevent worker: a call holds a greenlet, not an OS thread, for as long as SageMaker
 # takes to answer or a transfer lasts, so the calls in flight are bounded by configuration, not
@@ -54,15 +54,15 @@ limit_request_line = 8190
 # The load balancer's health check, answered by the master on MLFLOW_PROXY_HEALTH_PORT (5001 on the
 # instances) within milliseconds however busy the workers are, from their heartbeats:
 # mlflow_proxy/master_health.py. Each worker closes its inherited copy of that port.
-_master_health = MasterHealth(load_health_port(os.environ))
+_health_port = load_health_port(os.environ)
 
 
 def when_ready(server):
-    _master_health.start(server)
+    master_health.start(server, _health_port)
 
 
 def post_fork(server, worker):
-    _master_health.leave(server, worker)
+    master_health.leave()
 
 
 # Our access log (mlflow_proxy.access) knows the caller and the upstream latency; gunicorn's

@@ -56,70 +56,75 @@ def _unavailable(message: str) -> dict:
     return {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}
 
 
-class MasterHealth:
-    """gunicorn hooks: `start` as when_ready (in the master), `leave` as post_fork (in each
-    worker, which inherits the master's listening socket and event loop, and must not answer)."""
+# The master's server, kept here rather than in gunicorn.conf.py: a reload (SIGHUP) executes the
+# configuration file again, and the workers it then forks must still find the server to close.
+_server = None
 
-    def __init__(self, port: Optional[int]):
-        self.port = port
-        self._server = None
 
-    def start(self, arbiter) -> None:
-        if self.port is None:
-            return
-        # Imported here: gunicorn.conf.py has monkey-patched by now (gevent's sockets).
-        from gevent.pywsgi import WSGIHandler, WSGIServer
+def start(arbiter, port: Optional[int]) -> None:
+    """gunicorn's when_ready hook, in the master: listen on `port` (None: nothing to do)."""
+    global _server
+    if port is None or _server is not None:
+        return
+    # Imported here: gunicorn.conf.py has monkey-patched by now (gevent's sockets).
+    from gevent.pywsgi import WSGIHandler, WSGIServer
 
-        class DeadlineHandler(WSGIHandler):
-            # A caller that connects and stalls is let go: a load balancer sends its check at once.
-            def handle(self):
-                self.socket.settimeout(CALLER_SECONDS)
-                super().handle()
+    class DeadlineHandler(WSGIHandler):
+        # A caller that connects and stalls is let go: a load balancer sends its check at once.
+        def handle(self):
+            self.socket.settimeout(CALLER_SECONDS)
+            super().handle()
 
-        host = _listening_host(arbiter.cfg.address)
-        self._server = WSGIServer(
-            (host, self.port),
-            lambda environ, start_response: self._answer(arbiter, environ, start_response),
-            handler_class=DeadlineHandler,
-            spawn=MAX_CHECKS_AT_ONCE,
-            log=None,
-            error_log=logging.getLogger("gunicorn.error"),
-        )
-        # Started in the master's event loop, which runs while the arbiter waits for signals
-        # (its queue is gevent's once patched).
-        try:
-            self._server.start()
-        except OSError as error:
-            raise ConfigError(
-                f"MLFLOW_PROXY_HEALTH_PORT={self.port}: cannot listen on {host}:{self.port} "
-                f"({error.strerror}); choose a free port other than the proxy's own."
-            ) from None
-        arbiter.log.info("Health check on %s:%s (master)", host, self.port)
+    host = _listening_host(arbiter.cfg.address)
+    server = WSGIServer(
+        (host, port),
+        lambda environ, start_response: _answer(arbiter, environ, start_response),
+        handler_class=DeadlineHandler,
+        spawn=MAX_CHECKS_AT_ONCE,
+        log=None,
+        error_log=logging.getLogger("gunicorn.error"),
+    )
+    # Started in the master's event loop, which runs while the arbiter waits for signals (its
+    # queue is gevent's once patched).
+    try:
+        server.start()
+    except OSError as error:
+        raise ConfigError(
+            f"MLFLOW_PROXY_HEALTH_PORT={port}: cannot listen on {host}:{port} "
+            f"({error.strerror}); choose a free port other than the proxy's own."
+        ) from None
+    _server = server
+    arbiter.log.info("Health check on %s:%s (master)", host, port)
 
-    def leave(self, arbiter, worker) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
 
-    def _answer(self, arbiter, environ, start_response):
-        if environ.get("PATH_INFO") != "/health":
-            status, body = 404, {
-                "error_code": "ENDPOINT_NOT_FOUND",
-                "message": "this port answers GET /health only",
-            }
-        elif environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            status, body = 405, {
-                "error_code": "ENDPOINT_NOT_FOUND",
-                "message": f"{environ.get('REQUEST_METHOD')} /health is not allowed: use GET",
-            }
-        else:
-            status, body = workers_status(arbiter, time.monotonic())
-        data = json.dumps(body).encode()
-        start_response(
-            f"{status} {_REASONS[status]}",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
-        )
-        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
+def leave() -> None:
+    """gunicorn's post_fork hook, in each new worker: it inherits the master's listening socket
+    and event loop, and must not answer on it."""
+    global _server
+    if _server is not None:
+        _server.close()
+        _server = None
+
+
+def _answer(arbiter, environ, start_response):
+    if environ.get("PATH_INFO") != "/health":
+        status, body = 404, {
+            "error_code": "ENDPOINT_NOT_FOUND",
+            "message": "this port answers GET /health only",
+        }
+    elif environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        status, body = 405, {
+            "error_code": "ENDPOINT_NOT_FOUND",
+            "message": f"{environ.get('REQUEST_METHOD')} /health is not allowed: use GET",
+        }
+    else:
+        status, body = workers_status(arbiter, time.monotonic())
+    data = json.dumps(body).encode()
+    start_response(
+        f"{status} {_REASONS[status]}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    )
+    return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
 
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}

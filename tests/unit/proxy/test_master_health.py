@@ -45,6 +45,20 @@ def _socket_inodes(pid: int) -> set:
     return inodes
 
 
+def _holds_socket(pid: int, inode: str) -> bool:
+    """Whether `pid` holds the socket, once it is past post_fork (gunicorn logs "Booting worker"
+    just before it); False for a process that has exited."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            held = inode in _socket_inodes(pid)
+        except FileNotFoundError:
+            return False
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(0.1)
+
+
 def _listening_inode(port: int) -> str:
     """The inode of the loopback socket listening on `port` (/proc/net/tcp, state 0A)."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
@@ -88,7 +102,7 @@ def test_the_master_answers_from_the_workers_heartbeats(run_gunicorn):
     listener = _listening_inode(port)
     assert listener in _socket_inodes(server.process.pid)
     for pid in pids:
-        assert listener not in _socket_inodes(pid)
+        assert not _holds_socket(pid, listener)
 
     # Workers that stop running (SIGSTOP: no heartbeat, no accept) are reported within half the
     # timeout, while the proxy's own port cannot answer at all; the master then replaces them.
@@ -119,6 +133,20 @@ def test_the_master_answers_from_the_workers_heartbeats(run_gunicorn):
     assert answers[-1][:2] == (200, {"status": "ok", "workers": 2}), answers
     assert max(seconds for _, _, seconds in answers) < 1, answers
     assert requests.get(url + "/health", headers=close, timeout=5).status_code == 200
+
+    # A reload (systemctl reload: SIGHUP) reads gunicorn.conf.py again and forks new workers:
+    # they too leave the health port to the master, which still answers.
+    replaced = _worker_pids(server, 2)  # the two forked after the kills above
+    os.kill(server.process.pid, signal.SIGHUP)
+    reloaded = _worker_pids(server, 2)
+    for pid in replaced + reloaded:
+        assert not _holds_socket(pid, listener)
+    deadline = time.monotonic() + 30
+    while (answer := requests.get(health, headers=close, timeout=2)).json().get("workers") != 2:
+        assert time.monotonic() < deadline, answer.json()
+        time.sleep(0.2)
+    assert answer.status_code == 200
+    assert _listening_inode(port) in _socket_inodes(server.process.pid)
 
 
 def test_without_the_variable_no_health_port_is_opened(run_gunicorn):
