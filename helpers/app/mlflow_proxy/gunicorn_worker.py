@@ -39,6 +39,7 @@ from gevent import monkey
 from gevent.local import local
 from gunicorn import util
 from gunicorn.http import errors as parse_errors
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 from urllib3.util import wait
 
@@ -75,6 +76,20 @@ def _wait_for_socket(sock, read=False, write=False, timeout=None):
 
 # Before the app is built (gunicorn imports this worker class before preload_app).
 wait.wait_for_socket = _wait_for_socket
+
+
+# New connections a worker accepts per turn of its loop. gunicorn's gevent worker sets 1 when
+# there are several workers, so that one does not take a whole burst; but a turn of a busy loop
+# lasts as long as its ready calls take, and a burst of 256 connections then waited seconds to
+# be accepted: after 5 s, 105-111 of them were (p99 7-9 s, /health probes failing at 5 s), all
+# of them with 16, split 112/144 and 144/113 between the two workers (benchmarks/RESULTS.md,
+# "Serving"). gevent's own default is 100.
+ACCEPTS_PER_TURN = 16
+
+
+class _AcceptingServer(ggevent.StreamServer):
+    # gunicorn assigns max_accept after building the server; this keeps ours.
+    max_accept = property(lambda self: ACCEPTS_PER_TURN, lambda self, value: None)
 
 
 class HeadTimeout(Exception):
@@ -210,6 +225,11 @@ class DeadlineWorker(GeventWorker):
         self.deadlines = load_caller_deadlines(os.environ)
         self._connection = local()  # the current greenlet's _DeadlineSocket
         self._idle: set = set()
+
+    def run(self):
+        # gunicorn's run() builds its servers from the module's StreamServer: ours, in this worker.
+        ggevent.StreamServer = _AcceptingServer
+        super().run()
 
     def handle(self, listener, client, addr):
         client.setblocking(1)
