@@ -133,6 +133,20 @@ APP_DIR = Path(__file__).parents[3] / "helpers" / "app"
 GUNICORN = PROXY_PYTHON.with_name("gunicorn")  # the proxy's own virtualenv, as on the instances
 
 
+def run_in_proxy_python(code: str) -> subprocess.CompletedProcess:
+    """`code` run by the proxy's own Python (gevent and gunicorn are in .venv-proxy only), with
+    the app importable; fails with its stderr if it raises."""
+    result = subprocess.run(
+        [str(PROXY_PYTHON), "-c", code],
+        env={"PYTHONPATH": str(APP_DIR), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def gunicorn_environment(**variables):
     """The environment of a proxy under gunicorn: only what the test sets, no AWS files."""
     environ = {

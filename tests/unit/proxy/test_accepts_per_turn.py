@@ -2,10 +2,7 @@
 (gunicorn_worker._AcceptingServer; measured in benchmarks/RESULTS.md, "Serving"). Run by the
 proxy's own Python: gevent is in .venv-proxy only."""
 
-import subprocess
-
-from local.stand_in import PROXY_PYTHON
-from proxy_support import APP_DIR
+from proxy_support import run_in_proxy_python
 
 CHECK = """
 import inspect
@@ -26,12 +23,5 @@ print(server.max_accept, ACCEPTS_PER_TURN)
 
 
 def test_gunicorns_one_per_turn_is_replaced():
-    result = subprocess.run(
-        [str(PROXY_PYTHON), "-c", CHECK],
-        env={"PYTHONPATH": str(APP_DIR), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_in_proxy_python(CHECK)
     assert result.stdout.split() == ["16", "16"]

@@ -2,10 +2,7 @@
 proxy's own Python (gevent is in .venv-proxy only): the same answers as urllib3's own for an
 open, a readable and a closed connection, and installed in urllib3 once the worker is imported."""
 
-import subprocess
-
-from proxy_support import APP_DIR
-from local.stand_in import PROXY_PYTHON
+from proxy_support import run_in_proxy_python
 
 CHECK = """
 import socket
@@ -25,13 +22,6 @@ print(answers)
 
 
 def test_it_answers_as_urllib3_does():
-    result = subprocess.run(
-        [str(PROXY_PYTHON), "-c", CHECK],
-        env={"PYTHONPATH": str(APP_DIR), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_in_proxy_python(CHECK)
     # open: nothing to read, writable; a byte: readable; closed: readable (EOF), as urllib3 says
     assert result.stdout.strip() == "[False, True, True, True, True]"

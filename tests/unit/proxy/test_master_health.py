@@ -23,6 +23,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _with_health_port(port: int) -> dict:
+    return _environment(
+        SM_MLFLOW_RESOURCE_ARN=TRACKING_ARN,
+        MLFLOW_PROXY_TOKENS=TOKENS_JSON,
+        MLFLOW_PROXY_HEALTH_PORT=str(port),
+    )
+
+
 def _worker_pids(server, count: int) -> list:
     pids = []
     for _ in range(count):
@@ -59,11 +67,16 @@ def _holds_socket(pid: int, inode: str) -> bool:
         time.sleep(0.1)
 
 
+def _listening() -> list:
+    """The fields of /proc/net/tcp's listening sockets (state 0A)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return [fields for fields in rows if fields[3] == "0A"]
+
+
 def _listening_inode(port: int) -> str:
-    """The inode of the loopback socket listening on `port` (/proc/net/tcp, state 0A)."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+    """The inode of the loopback socket listening on `port`."""
+    for fields in _listening():
+        if fields[1] == f"0100007F:{port:04X}":
             return fields[9]
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
 
@@ -71,11 +84,7 @@ def _listening_inode(port: int) -> str:
 def test_the_master_answers_from_the_workers_heartbeats(run_gunicorn):
     port = _free_port()
     server = run_gunicorn(
-        _environment(
-            SM_MLFLOW_RESOURCE_ARN=TRACKING_ARN,
-            MLFLOW_PROXY_TOKENS=TOKENS_JSON,
-            MLFLOW_PROXY_HEALTH_PORT=str(port),
-        ),
+        _with_health_port(port),
         "--workers",
         "2",
         # A worker silent for half of this is reported; for all of it, killed and replaced.
@@ -155,11 +164,8 @@ def test_without_the_variable_no_health_port_is_opened(run_gunicorn):
     )
     server.url()
     _worker_pids(server, 1)
-    listening = {
-        line.split()[1]
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-        if line.split()[3] == "0A" and line.split()[9] in _socket_inodes(server.process.pid)
-    }
+    held = _socket_inodes(server.process.pid)
+    listening = {fields[1] for fields in _listening() if fields[9] in held}
     assert len(listening) == 1, listening  # the proxy's own port only
     assert not any("Health check on" in line for line in server.lines)
 
@@ -167,11 +173,7 @@ def test_without_the_variable_no_health_port_is_opened(run_gunicorn):
 def test_a_health_port_that_cannot_be_listened_on_stops_gunicorn_naming_the_variable(run_gunicorn):
     port = _free_port()
     server = run_gunicorn(
-        _environment(
-            SM_MLFLOW_RESOURCE_ARN=TRACKING_ARN,
-            MLFLOW_PROXY_TOKENS=TOKENS_JSON,
-            MLFLOW_PROXY_HEALTH_PORT=str(port),
-        ),
+        _with_health_port(port),
         "--bind",
         f"127.0.0.1:{port}",  # the proxy's own port, taken first
     )
@@ -187,11 +189,7 @@ def test_a_health_port_that_cannot_be_listened_on_stops_gunicorn_naming_the_vari
 def test_callers_that_stall_on_the_health_port_are_let_go(run_gunicorn):
     port = _free_port()
     server = run_gunicorn(
-        _environment(
-            SM_MLFLOW_RESOURCE_ARN=TRACKING_ARN,
-            MLFLOW_PROXY_TOKENS=TOKENS_JSON,
-            MLFLOW_PROXY_HEALTH_PORT=str(port),
-        )
+        _with_health_port(port)
     )
     server.url()
     assert server.wait_for_line(r"Health check on 127\.0\.0\.1:"), "".join(server.lines)
