@@ -12,12 +12,15 @@ Set by MLFLOW_PROXY_HEALTH_PORT (docs/configuration.md); the instances use 5001 
 group checks it (nested/proxy.yaml). `/health` on the proxy's own port still answers as before.
 """
 
+import http
 import json
 import logging
 import time
 from typing import Optional
 
 from mlflow_proxy.config import ConfigError
+
+logger = logging.getLogger("gunicorn.error")
 
 # A gevent worker reports every second from its loop (gunicorn's workers/ggevent.py), later when
 # a turn of the loop runs long under load (seconds at most, measured). Silent for this long (or
@@ -66,23 +69,39 @@ def start(arbiter, port: Optional[int]) -> None:
     global _server
     if port is None or _server is not None:
         return
-    # Imported here: gunicorn.conf.py has monkey-patched by now (gevent's sockets).
+    # Imported here: gunicorn.conf.py has monkey-patched by now (gevent's sockets), and reading
+    # the configuration file needs no gevent (tests read it with runpy).
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
-    class DeadlineHandler(WSGIHandler):
-        # A caller that connects and stalls is let go: a load balancer sends its check at once.
+    from mlflow_proxy.gunicorn_worker import mlflow_error_bytes
+
+    class HealthCheckHandler(WSGIHandler):
         def handle(self):
+            # A caller that connects and stalls is let go: a load balancer sends its check at once.
             self.socket.settimeout(CALLER_SECONDS)
             super().handle()
+
+        def handle_one_request(self):
+            answer = super().handle_one_request()
+            if isinstance(answer, tuple):  # pywsgi's refusal, (status, bytes): MLflow JSON instead
+                status = int(answer[0])
+                return answer[0], mlflow_error_bytes(
+                    status, "MALFORMED_REQUEST", "this port answers GET /health only"
+                )
+            return answer
+
+        def log_error(self, msg, *args):
+            # pywsgi's messages quote what the caller sent.
+            logger.warning("Refused a malformed health check from %s", self.client_address[0])
 
     host = _listening_host(arbiter.cfg.address)
     server = WSGIServer(
         (host, port),
         lambda environ, start_response: _answer(arbiter, environ, start_response),
-        handler_class=DeadlineHandler,
+        handler_class=HealthCheckHandler,
         spawn=MAX_CHECKS_AT_ONCE,
         log=None,
-        error_log=logging.getLogger("gunicorn.error"),
+        error_log=logger,
     )
     # Started in the master's event loop, which runs while the arbiter waits for signals (its
     # queue is gevent's once patched).
@@ -115,19 +134,16 @@ def _answer(arbiter, environ, start_response):
     elif environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         status, body = 405, {
             "error_code": "ENDPOINT_NOT_FOUND",
-            "message": f"{environ.get('REQUEST_METHOD')} /health is not allowed: use GET",
+            "message": "only GET /health is answered here",
         }
     else:
         status, body = workers_status(arbiter, time.monotonic())
     data = json.dumps(body).encode()
     start_response(
-        f"{status} {_REASONS[status]}",
+        f"{status} {http.HTTPStatus(status).phrase}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
     )
     return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
-
-
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
 def _listening_host(addresses) -> str:

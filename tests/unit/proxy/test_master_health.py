@@ -1,6 +1,7 @@
 """The load balancer's health check on MLFLOW_PROXY_HEALTH_PORT, answered by the gunicorn master
 (mlflow_proxy/master_health.py): under real gunicorn, with its workers stopped and restarted."""
 
+import json
 import os
 import re
 import signal
@@ -207,3 +208,27 @@ def test_callers_that_stall_on_the_health_port_are_let_go(run_gunicorn):
             connection.close()
     assert server.stop() == 0
     assert "Traceback" not in "".join(server.lines), "".join(server.lines)
+
+
+def test_malformed_requests_on_the_health_port_get_mlflow_json_and_a_quiet_log(run_gunicorn):
+    port = _free_port()
+    server = run_gunicorn(_with_health_port(port))
+    server.url()
+    assert server.wait_for_line(r"Health check on 127\.0\.0\.1:"), "".join(server.lines)
+    for request, status in (
+        (b"SECRET-LOOKING-LINE\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nX-Long: " + b"s" * 70000 + b"\r\n\r\n", 400),
+        (b"GET /" + b"s" * 20000 + b" HTTP/1.1\r\n\r\n", 414),
+    ):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(request)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+        assert json.loads(body)["error_code"] == "MALFORMED_REQUEST"
+    assert server.stop() == 0
+    log = "".join(server.lines)
+    assert log.count("Refused a malformed health check from 127.0.0.1") >= 2, log
+    assert "SECRET-LOOKING" not in log and "sss" not in log, log
