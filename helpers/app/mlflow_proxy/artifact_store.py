@@ -1,15 +1,18 @@
 """The artifact store in S3, read and written with the proxy's own role (botocore's S3 client).
 
-Bodies never sit whole in memory: downloads are relayed chunk by chunk from GetObject, uploads
-go up as one PutObject when they fit in one part and as a multipart upload of PART_BYTES parts
-otherwise, each part sent by a thread of the process's shared pool while the request's thread
-receives the next (at most PARTS_IN_FLIGHT parts per upload held at once: the arithmetic is in
-docs/artifacts-and-ui.md#uploads-memory-and-threads). For the multipart endpoints the caller
-uploads the parts itself, straight to S3, through presigned UploadPart URLs. Every operation
-takes a path already checked by artifact_location.safe_path; the keys it touches are under the
-store's root and nowhere else.
+Bodies never sit whole in memory: downloads are relayed chunk by chunk from GetObject. An upload
+that fits in one part (PART_BYTES) is one PutObject of the spooled body. A longer one of known
+length, up to S3's 5 GiB limit for one PutObject, is one PutObject streamed: the caller's bytes go
+on to S3 as they arrive, so the object appears whole or not at all. A chunked body, or a longer
+one, is a multipart upload of PART_BYTES parts, each sent by a thread of the process's shared pool
+while the request's thread receives the next (at most PARTS_IN_FLIGHT parts per upload held at
+once). The arithmetic and the trade-offs are in docs/artifacts-and-ui.md#uploads-memory-and-threads.
+For the multipart endpoints the caller uploads the parts itself, straight to S3, through presigned
+UploadPart URLs. Every operation takes a path already checked by artifact_location.safe_path; the
+keys it touches are under the store's root and nowhere else.
 """
 
+import io
 import logging
 import posixpath
 import tempfile
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO, Callable, Iterator, Optional
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
 from mlflow_proxy.artifact_location import ArtifactLocation, safe_path
 from mlflow_proxy.config import DEFAULT_MAX_ARTIFACT_BYTES
@@ -27,6 +30,7 @@ from mlflow_proxy.errors import (
     AwsRefused,
     BodyTooLarge,
     InvalidRequest,
+    ProxyError,
     ResourceNotFound,
     UpstreamUnreachable,
 )
@@ -38,9 +42,14 @@ CHUNK_BYTES = 64 * 1024
 # max_body_chunk), and copies what it holds ahead on every read: read 64 KiB at a time, each
 # byte was copied about 16 times, the largest CPU cost of an upload in a py-spy profile.
 RECEIVE_BYTES = 1024 * 1024
+# Handed on at most this much at a time by a streamed upload's body (_Relayed): over HTTPS
+# botocore's aws-chunked encoder re-slices what it holds for every 16 KiB urllib3 takes from it,
+# 4.4 ms of CPU per MiB when given 1 MiB at once, 1.1 ms given 256 KiB (measured in-process).
+SEND_BYTES = 256 * 1024
 # S3 wants parts of at least 5 MiB (all but the last); 8 MiB bounds memory per upload.
 PART_BYTES = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit
+MAX_PUT_BYTES = 5 * 1024**3  # S3's limit for one PutObject
 # Parts of one upload held at once (each a temporary file, _spool_up_to): the one being received
 # from the caller and two on their way to S3. One would already overlap receiving and sending;
 # the second keeps the caller's bytes flowing while one part waits for a slow S3 answer.
@@ -52,12 +61,21 @@ PART_SENDERS = 16
 # when 15 minutes are left (botocore's advisory refresh), so 15 minutes is what they guarantee.
 PRESIGNED_URL_SECONDS = 15 * 60
 # SigV4 for every call and presigned URL: SSE-KMS objects refuse anything else. Checksums only
-# where S3 requires them: a presigned part URL must not demand one the caller cannot compute.
+# where S3 requires them or the proxy asks (PUT_CHECKSUM): a presigned part URL must not demand
+# one the caller cannot compute. Bodies are not SHA-256 hashed into the signature
+# (UNSIGNED-PAYLOAD): a streamed body cannot be hashed before it is sent, and every S3 endpoint of
+# AWS is HTTPS (the bucket policy refuses anything else), whose TLS records guard every byte.
 S3_CLIENT_CONFIG = Config(
     signature_version="s3v4",
     request_checksum_calculation="when_required",
+    s3={"payload_signing_enabled": False},
     retries={"mode": "standard"},
 )
+# Over HTTPS, botocore sends a PutObject body as aws-chunked with a CRC32 trailer, computed as the
+# bytes go, which S3 checks before it stores the object (boto3's default for uploads). Over plain
+# HTTP (only a local S3) botocore would put it in a header instead, computed by reading the whole
+# body first, which a streamed body cannot give twice: there, no checksum.
+PUT_CHECKSUM = {"ChecksumAlgorithm": "CRC32"}
 
 
 def s3_client_config(connections: int) -> Config:
@@ -118,21 +136,54 @@ class ArtifactStore:
             body.close,
         )
 
-    def upload(self, path: str, stream: IO[bytes], content_type: Optional[str] = None) -> int:
-        """Store the stream at `path`; returns the number of bytes stored.
+    def upload(
+        self,
+        path: str,
+        stream: IO[bytes],
+        content_type: Optional[str] = None,
+        length: Optional[int] = None,
+    ) -> int:
+        """Store the stream at `path`; returns the number of bytes stored. `length` is what the
+        caller declared (Content-Length), None for a chunked body.
 
         Raises BodyTooLarge, leaving nothing stored, once the stream passes max_upload_bytes.
         """
         target = self._object(path)
         if content_type:
             target["ContentType"] = content_type
+        if self._s3.meta.endpoint_url.startswith("https://"):
+            target.update(PUT_CHECKSUM)
         stream = _Capped(stream, self.max_upload_bytes)
-        first, length = _spool_up_to(stream, PART_BYTES)
+        first, received = _spool_up_to(stream, PART_BYTES)
         with _s3_errors(path), first:
-            if length < PART_BYTES:
+            if received < PART_BYTES:
                 self._s3.put_object(Body=first, **target)
+                return received
+            if length is not None and length <= MAX_PUT_BYTES:
+                self._put_streamed(target, _Relayed(first, stream), length)
                 return length
+            target.pop("ChecksumAlgorithm", None)  # each part's would have to be named on completion
             return self._upload_in_parts(target, first, stream)
+
+    def _put_streamed(self, target: dict, body: "_Relayed", length: int) -> None:
+        try:
+            self._s3.put_object(Body=body, ContentLength=length, **target)
+        except (BotoCoreError, ClientError) as error:
+            # botocore reports anything raised while it sends as its own (HTTPClientError),
+            # then fails to rewind: when it was the caller's body that went wrong, say so.
+            if body.caller_failure:
+                raise body.caller_failure from None
+            if isinstance(error, UnseekableStreamError):
+                logger.warning(
+                    "S3 failed the upload of %s after the proxy had relayed past its first part, "
+                    "which cannot be sent again; nothing was stored.",
+                    target["Key"],
+                )
+                raise UpstreamUnreachable(
+                    "The artifact store failed the upload part-way; nothing was stored. "
+                    "Send it again."
+                ) from error
+            raise
 
     def _upload_in_parts(self, target: dict, part, stream: IO[bytes]) -> int:
         upload_id = self._s3.create_multipart_upload(**target)["UploadId"]
@@ -309,6 +360,46 @@ def _spool_up_to(stream: IO[bytes], size: int):
         length += len(chunk)
     spool.seek(0)
     return spool, length
+
+
+class _Relayed:
+    """The body of a streamed PutObject: the spooled first part, then the rest of the caller's
+    body as it arrives, RECEIVE_BYTES at a time, handed on in slices of what was received
+    (memoryviews: no copy), no larger than the sender asks for or SEND_BYTES.
+
+    It rewinds, for botocore's retries, only while it is still within the first part: the
+    caller's later bytes are not kept. A failure after that fails the upload (botocore's
+    UnseekableStreamError), and nothing is stored: S3 stores no PutObject whose body ended short.
+    """
+
+    def __init__(self, first: IO[bytes], rest: IO[bytes]):
+        self._first = first
+        self._rest = rest
+        self._received = memoryview(b"")
+        self._past_first = False
+        self.caller_failure: Optional[ProxyError] = None  # the body cut short, stalled, too large
+
+    def read(self, size: Optional[int] = -1):
+        if size is None or size < 0 or size > SEND_BYTES:
+            size = SEND_BYTES
+        if not self._past_first:
+            chunk = self._first.read(size)
+            if chunk:
+                return chunk
+            self._past_first = True
+        if not self._received:
+            try:
+                self._received = memoryview(self._rest.read(RECEIVE_BYTES))
+            except ProxyError as failure:
+                self.caller_failure = failure
+                raise
+        piece, self._received = self._received[:size], self._received[size:]
+        return piece
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> None:
+        if self._past_first or (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("Only the first part of an upload can be sent again.")
+        self._first.seek(0)
 
 
 class _Capped:

@@ -105,7 +105,9 @@ def register_artifact_routes(
         path = safe_path(artifact_path)
         if (request.content_length or 0) > store.max_upload_bytes:
             raise BodyTooLarge(too_large(store.max_upload_bytes))
-        store.upload(path, CallerBody(request, g.exchange), request.content_type)
+        store.upload(
+            path, CallerBody(request, g.exchange), request.content_type, request.content_length
+        )
         return jsonify({})
 
     def delete(artifact_path):

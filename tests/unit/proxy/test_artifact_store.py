@@ -1,9 +1,11 @@
 """The S3 side of the artifact service, against a real S3 API (moto_server on loopback)."""
 
+import base64
 import hashlib
 import io
 import os
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +17,14 @@ from botocore.awsrequest import AWSResponse
 from mlflow_proxy import artifact_store
 from mlflow_proxy.artifact_location import ArtifactLocation
 from mlflow_proxy.artifact_store import S3_CLIENT_CONFIG, ArtifactStore
-from mlflow_proxy.errors import AwsRefused, BodyTooLarge, InvalidRequest, ResourceNotFound
+from mlflow_proxy.errors import (
+    AwsRefused,
+    BodyTooLarge,
+    InvalidRequest,
+    MalformedRequest,
+    ResourceNotFound,
+    UpstreamUnreachable,
+)
 from proxy_support import all_keys, s3_client
 
 @pytest.fixture
@@ -267,6 +276,151 @@ def test_an_upload_smaller_than_a_part_is_one_put_object(s3_endpoint, bucket):
     )
     assert store.upload("1/r/artifacts/small.bin", io.BytesIO(b"x" * (PART - 1))) == PART - 1
     assert calls == ["PutObject"]
+
+
+MIB = 1024 * 1024
+
+
+class _Source(io.BytesIO):
+    """The caller's body; fails with what CallerBody raises once `good_bytes` are read."""
+
+    def __init__(self, data, good_bytes=None):
+        super().__init__(data)
+        self._good = good_bytes
+
+    def read(self, size=-1):
+        if self._good is None:
+            return super().read(size)
+        if self.tell() >= self._good:
+            raise MalformedRequest("The request body ended after ... bytes.")
+        return super().read(min(size, self._good - self.tell()))
+
+
+def test_an_upload_of_known_length_is_one_put_object_sent_as_it_arrives(s3_endpoint, s3, bucket):
+    calls, received_when_sending = [], []
+    data = os.urandom(3 * PART + 4321)
+    source = _Source(data)
+    store = store_on(
+        s3_endpoint,
+        bucket,
+        **{
+            "before-call.s3": lambda model, **_: calls.append(model.name),
+            "before-send.s3.PutObject": lambda **_: received_when_sending.append(source.tell()),
+        },
+    )
+    assert store.upload("1/r/artifacts/big.bin", source, length=len(data)) == len(data)
+    assert calls == ["PutObject"]
+    assert received_when_sending == [PART]  # the first part only: the rest came as it was sent
+    head = s3.head_object(Bucket=bucket, Key="mlflow/root/1/r/artifacts/big.bin")
+    assert "-" not in head["ETag"]  # one PutObject, not parts assembled
+    assert s3.get_object(Bucket=bucket, Key="mlflow/root/1/r/artifacts/big.bin")["Body"].read() == data
+
+
+def test_a_streamed_upload_whose_body_breaks_off_keeps_the_old_object(s3_endpoint, s3, bucket):
+    key = "mlflow/root/1/r/artifacts/model.bin"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"the old model")
+    store = store_on(s3_endpoint, bucket)
+    declared = 3 * PART
+    with pytest.raises(MalformedRequest):
+        store.upload("1/r/artifacts/model.bin", _Source(os.urandom(declared), PART + 3 * MIB), length=declared)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"the old model"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+S3_INTERNAL_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
+
+
+def fail_first_attempt_after(sent_bytes):
+    """A before-send hook: S3 takes `sent_bytes` of the first attempt's body, then answers 500
+    (botocore's standard retries try again); later attempts go to S3."""
+    attempts = []
+
+    def hook(request, **_):
+        attempts.append(request)
+        if len(attempts) > 1:
+            return None
+        taken = 0
+        while taken < sent_bytes and (piece := request.body.read(64 * 1024)):
+            taken += len(piece)
+        return AWSResponse(request.url, 500, {"Content-Type": "application/xml"}, _Raw(S3_INTERNAL_ERROR))
+
+    return hook, attempts
+
+
+def test_s3_failing_within_the_first_part_is_retried_from_the_start(s3_endpoint, s3, bucket):
+    hook, attempts = fail_first_attempt_after(PART // 2)
+    store = store_on(s3_endpoint, bucket, **{"before-send.s3.PutObject": hook})
+    data = os.urandom(PART + 5 * MIB)
+    assert store.upload("1/r/artifacts/big.bin", _Source(data), length=len(data)) == len(data)
+    assert len(attempts) == 2
+    assert s3.get_object(Bucket=bucket, Key="mlflow/root/1/r/artifacts/big.bin")["Body"].read() == data
+
+
+def test_s3_failing_past_the_first_part_fails_the_upload_and_stores_nothing(s3_endpoint, s3, bucket):
+    hook, attempts = fail_first_attempt_after(PART + 2 * MIB)
+    store = store_on(s3_endpoint, bucket, **{"before-send.s3.PutObject": hook})
+    data = os.urandom(PART + 5 * MIB)
+    with pytest.raises(UpstreamUnreachable, match="nothing was stored"):
+        store.upload("1/r/artifacts/big.bin", _Source(data), length=len(data))
+    assert len(attempts) == 1  # the caller's bytes past the first part are gone: no resending
+    assert all_keys(s3, bucket) == []
+
+
+def _aws_chunked(body):
+    """The payload and trailer of an aws-chunked body, checked as S3 reads one."""
+    payload, pieces = b"", []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        pieces.append(size)
+        payload += body[:size]
+        assert body[size : size + 2] == b"\r\n"
+        body = body[size + 2 :]
+    trailer, _, end = body.partition(b"\r\n")
+    assert end == b"\r\n"
+    name, _, value = trailer.decode().partition(":")
+    return payload, pieces, {name: value}
+
+
+@pytest.mark.parametrize("size", [1000, PART + 3 * MIB + 7], ids=["spooled", "streamed"])
+def test_over_https_an_upload_carries_a_crc32_trailer_s3_checks(size):
+    # As S3 would receive it: no connection is made, the hook answers for S3.
+    client = botocore.session.Session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url="https://s3.stand-in.test",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=S3_CLIENT_CONFIG,
+    )
+    sent = {}
+
+    def as_s3(request, **_):
+        sent["headers"] = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        sent["body"] = b"".join(iter(lambda: request.body.read(16384), b""))
+        return AWSResponse(request.url, 200, {"ETag": '"e"'}, _Raw(b""))
+
+    client.meta.events.register("before-send.s3.PutObject", as_s3)
+    store = ArtifactStore(ArtifactLocation("bucket", "root"), lambda: client)
+    data = os.urandom(size)
+    assert store.upload("1/r/artifacts/m.bin", _Source(data), length=size) == size
+    headers = sent["headers"]
+    assert headers["X-Amz-Content-SHA256"] == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    assert headers["Content-Encoding"] == "aws-chunked"
+    assert headers["X-Amz-Trailer"] == "x-amz-checksum-crc32"
+    assert headers["X-Amz-Decoded-Content-Length"] == str(size)
+    assert "Content-Length" not in headers
+    payload, pieces, trailer = _aws_chunked(sent["body"])
+    assert payload == data
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert trailer == {"x-amz-checksum-crc32": crc}
+    if size > PART:  # not botocore's 1 MiB chunks: its encoder copies what it holds on every read
+        assert max(pieces) <= 256 * 1024
 
 
 class _Raw:

@@ -160,8 +160,9 @@ def test_a_forwarded_body_cut_short_is_400_and_never_forwarded(proxy):
 
 @pytest.mark.parametrize(
     "declared, sent",
-    [(100_000, 7), (20 * 1024 * 1024, 9 * 1024 * 1024)],  # one PutObject; a multipart upload
-    ids=["put", "multipart"],
+    # within the first part; past it, when the streamed PutObject has begun
+    [(100_000, 7), (20 * 1024 * 1024, 9 * 1024 * 1024)],
+    ids=["put", "streamed put"],
 )
 @pytest.mark.parametrize("hang_up", ["half-close", "close"])
 def test_an_upload_cut_short_leaves_the_old_artifact(proxy, declared, sent, hang_up):
@@ -181,8 +182,8 @@ def test_an_upload_cut_short_leaves_the_old_artifact(proxy, declared, sent, hang
 
 
 MIB = 1024 * 1024
-# More than a part (artifact_store.PART_BYTES): the multipart upload has begun, parts are on their
-# way to S3, when the body goes wrong.
+# More than a part (artifact_store.PART_BYTES): the upload to S3 has begun when the body goes
+# wrong (one streamed PutObject for a body of known length, a multipart upload for a chunked one).
 PAST_A_PART = b"x" * (9 * MIB)
 
 
