@@ -56,10 +56,24 @@ def host_header(endpoint_url: str) -> str:
     return f"{host}:{url.port}"
 
 
+# Signing keys by (secret key, day, region, service). Few are live at once: the signing role's
+# and the read-only role's, today's and, around midnight, the next day's, a rotation's old and
+# new secret; the dict is emptied when it reaches _MAX_SIGNING_KEYS.
+_signing_keys: dict[tuple[str, str, str, str], bytes] = {}
+_MAX_SIGNING_KEYS = 8
+
+
 class _SigV4Auth(SigV4Auth):
-    """botocore's SigV4, selecting the headers to sign once per signature instead of twice (for
-    the canonical request, then again for the Authorization header): a quarter of its cost.
-    Nothing changes the headers in between; a signer is made for each signature."""
+    """botocore's SigV4, with two steps done once instead of again and again:
+
+    - the headers to sign are selected once per signature instead of twice (for the canonical
+      request, then again for the Authorization header): a quarter of its cost. Nothing changes
+      the headers in between; a signer is made for each signature.
+    - the signing key is derived once per secret, day, region and service: botocore's
+      signature() chains five HMACs, each a new OpenSSL context, and the first four give the
+      same key all day (3.7% of a small call's instructions). Derived with botocore's own HMAC,
+      in botocore's steps; the signature is the last HMAC, as botocore makes it.
+    """
 
     _selected = None
 
@@ -67,6 +81,23 @@ class _SigV4Auth(SigV4Auth):
         if self._selected is None:
             self._selected = super().headers_to_sign(request)
         return self._selected
+
+    def signature(self, string_to_sign, request):
+        scope = (
+            self.credentials.secret_key,
+            request.context["timestamp"][0:8],
+            self._region_name,
+            self._service_name,
+        )
+        key = _signing_keys.get(scope)
+        if key is None:
+            key = f"AWS4{scope[0]}".encode()
+            for part in (*scope[1:], "aws4_request"):
+                key = self._sign(key, part)
+            if len(_signing_keys) >= _MAX_SIGNING_KEYS:
+                _signing_keys.clear()
+            _signing_keys[scope] = key
+        return self._sign(key, string_to_sign, hex=True)
 
 
 def sign(

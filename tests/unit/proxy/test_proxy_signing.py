@@ -1,18 +1,20 @@
 """The signature is recomputed here with botocore from what arrived on the wire; the SageMaker
 emulator in local/ checks it independently of botocore."""
 
+import datetime
 import hashlib
 import http.client
 import re
 from urllib.parse import urlsplit
 
+import botocore.auth
 import pytest
 import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from mlflow_proxy.signing import canonical_query, host_header
+from mlflow_proxy.signing import canonical_query, host_header, sign
 from proxy_support import ACCESS_KEY, APP_ARN, SECRET_KEY, TRACKING_ARN, WRITER
 
 _AUTHORIZATION = re.compile(
@@ -163,3 +165,26 @@ def test_the_checker_rejects_a_tampered_signature(proxy, upstream):
     ]
     with pytest.raises(AssertionError):
         _check_signature(recorded, upstream.url)
+
+
+def test_signatures_across_midnight_and_a_new_secret_are_the_ones_botocore_makes(monkeypatch):
+    """signing._SigV4Auth derives the signing key once per secret, day, region and service:
+    each signature must still be botocore's own, the day after and with a rotated secret."""
+    url = "https://mlflow.example.com/api/2.0/mlflow/experiments/get?experiment_id=1"
+    host = {"Host": "mlflow.example.com"}
+    body_sha256 = hashlib.sha256(b"").hexdigest()
+    midnight = datetime.datetime.combine(
+        datetime.date.today() + datetime.timedelta(days=1), datetime.time()
+    )
+    for secret in (SECRET_KEY, SECRET_KEY + "-rotated"):
+        credentials = ReadOnlyCredentials(ACCESS_KEY, secret, None)
+        for now in (midnight - datetime.timedelta(seconds=1), midnight):
+            monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now)
+            for service, region in (("sagemaker-mlflow", "us-east-1"), ("sagemaker", "eu-west-1")):
+                ours = sign("GET", url, host, body_sha256, credentials, service, region)
+                expected = AWSRequest(
+                    method="GET", url=url, headers={**host, "X-Amz-Content-SHA256": body_sha256}
+                )
+                SigV4Auth(credentials, service, region).add_auth(expected)
+                assert ours["X-Amz-Date"] == now.strftime("%Y%m%dT%H%M%SZ")
+                assert ours["Authorization"] == expected.headers["Authorization"]
