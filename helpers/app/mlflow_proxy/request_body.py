@@ -54,3 +54,10 @@ class CallerBody:
     def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         """The body, chunk by chunk, to its verified end."""
         return iter(lambda: self.read(size), b"")
+
+
+def has_no_body(request: Request) -> bool:
+    """Whether the request's framing says it has no body (RFC 9112 section 6.3): no
+    Transfer-Encoding, and no Content-Length or one of 0. The server then hands the app an
+    empty wsgi.input: there is nothing to read."""
+    return not request.content_length and "Transfer-Encoding" not in request.headers

@@ -177,6 +177,21 @@ def test_empty_body_carries_the_empty_hash(proxy, upstream):
     assert upstream.last.header("X-Amz-Content-SHA256") == hashlib.sha256(b"").hexdigest()
 
 
+def test_a_get_with_a_body_and_an_empty_chunked_body_are_read_and_hashed(proxy, upstream):
+    # Only a request framed without a body (no Transfer-Encoding, no Content-Length or 0) skips
+    # reading it (request_body.has_no_body).
+    body = b'{"run_id": "1"}'
+    response = requests.get(proxy + "/api/2.0/mlflow/runs/get", headers=WRITER, data=body)
+    assert response.status_code == 200
+    assert upstream.last.body == body
+    assert upstream.last.header("X-Amz-Content-SHA256") == hashlib.sha256(body).hexdigest()
+    status, _, _ = _raw_request(proxy, "POST", SEARCH, WRITER.items(), body_chunks=[])
+    assert status == 200
+    assert upstream.last.body == b""
+    assert upstream.last.header("X-Amz-Content-SHA256") == hashlib.sha256(b"").hexdigest()
+    assert upstream.last.header("Content-Length") == "0"
+
+
 def test_a_body_bigger_than_memory_spool_arrives_whole(start_proxy, proxy_env, upstream):
     body = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB: spooled to a file
     url = start_proxy(proxy_env)
