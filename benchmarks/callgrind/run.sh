@@ -4,7 +4,8 @@
 #   benchmarks/callgrind/run.sh [APP_DIR] [CALLS]
 # APP_DIR defaults to this tree's helpers/app; to compare with another commit:
 #   git archive <commit> helpers/app | tar -x -C /tmp/old && benchmarks/callgrind/run.sh /tmp/old/helpers/app
-# Needs valgrind and Debian's nginx (`make bench` installs nginx), and .venv-proxy.
+# Needs valgrind, gcc (for toggle_collect.c), Debian's nginx (`make bench` installs nginx), and
+# .venv-proxy.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
 APP=$(cd "${1:-$ROOT/helpers/app}" && pwd); CALLS=${2:-200}
@@ -38,15 +39,17 @@ cleanup() {
   sleep 1; rm -rf "$WORK"
 }
 /usr/sbin/nginx -p "$WORK" -c "$WORK/nginx.conf"
+gcc -O2 -shared -fPIC -o "$WORK/toggle_collect.so" "$HERE/toggle_collect.c"
 CONF=$HERE/counted_gunicorn.conf.py  # reads the measured tree's gunicorn.conf.py from its cwd
 (cd "$APP" && exec env -i PATH=/usr/bin:/bin HOME="$WORK" PYTHONPATH="$APP" \
+  TOGGLE_COLLECT_SO="$WORK/toggle_collect.so" \
   SM_MLFLOW_RESOURCE_ARN=arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/bench \
   SM_MLFLOW_ENDPOINT_URL=http://127.0.0.1:$UPSTREAM_PORT \
   MLFLOW_PROXY_TOKENS='[{"name":"demo","token":"demo-token-read-write","access":"read-write"}]' \
   AWS_ACCESS_KEY_ID=AKIASTANDIN000000001 AWS_SECRET_ACCESS_KEY=standinstandinstandinstandinstand \
   AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
   AWS_EC2_METADATA_DISABLED=true MLFLOW_PROXY_ARTIFACT_STORE_URI= \
-  valgrind --tool=callgrind --collect-atstart=no --toggle-collect=starmap_next --vgdb=no \
+  valgrind --tool=callgrind --collect-atstart=no --vgdb=no \
     --callgrind-out-file="$WORK/callgrind.%p" \
     "$ROOT/.venv-proxy/bin/python" -m gunicorn -c "$CONF" --workers 1 \
     --bind 127.0.0.1:$PROXY_PORT 'mlflow_proxy:create_app()' >"$WORK/proxy.log" 2>&1) &
