@@ -151,18 +151,17 @@ class ArtifactStore:
         target = self._object(path)
         if content_type:
             target["ContentType"] = content_type
-        if self._s3.meta.endpoint_url.startswith("https://"):
-            target.update(PUT_CHECKSUM)
+        checksum = PUT_CHECKSUM if self._s3.meta.endpoint_url.startswith("https://") else {}
         stream = _Capped(stream, self.max_upload_bytes)
         first, received = _spool_up_to(stream, PART_BYTES)
         with _s3_errors(path), first:
             if received < PART_BYTES:
-                self._s3.put_object(Body=first, **target)
+                self._s3.put_object(Body=first, **checksum, **target)
                 return received
             if length is not None and length <= MAX_PUT_BYTES:
-                self._put_streamed(target, _Relayed(first, stream), length)
+                self._put_streamed({**target, **checksum}, _Relayed(first, stream), length)
                 return length
-            target.pop("ChecksumAlgorithm", None)  # each part's would have to be named on completion
+            # No checksum for parts: each part's would have to be named on completion.
             return self._upload_in_parts(target, first, stream)
 
     def _put_streamed(self, target: dict, body: "_Relayed", length: int) -> None:
