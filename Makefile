@@ -23,7 +23,7 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv tools clients demo smoke test test-unit test-integration test-templates test-packaging \
-        test-reliability bench lint clean
+        test-reliability bench clean
 
 help:
 	@echo "make demo   run the proxy against the local SageMaker stand-in (MODE=tracking|serverless)"

@@ -9,6 +9,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 import traceback
 import uuid
 
@@ -45,13 +46,18 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def stop_on_sigterm(signum, frame):
+def stop_once(signum, frame):
+    """The first Ctrl-C or SIGTERM stops the demo; later ones are ignored, because one landing
+    while the stand-in stops would cut that short and leave its servers running."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGINT, stop_once)
+    signal.signal(signal.SIGTERM, stop_once)
     print(
         f"Starting a local S3, mlflow server, the SageMaker stand-in ({args.mode}) and the "
         "proxy...",
@@ -89,7 +95,10 @@ def main(argv=None) -> int:
             print("  (a browser asks for a user name and password: any name, the token)")
             print(f"Artifacts are kept in {stand_in.artifact_store_uri} on the local S3.")
             print("\nRunning; press Ctrl-C to stop.", flush=True)
-            signal.pause()
+            # Not signal.pause(): a signal that lands just before it starts waiting (a quick
+            # Ctrl-C) would leave it waiting for another one. A sleep ends on its own.
+            while True:
+                time.sleep(1)
     except KeyboardInterrupt:
         print("\nStopped.")
     return 0

@@ -68,6 +68,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 class StartError(RuntimeError):
     pass
 
@@ -190,16 +195,16 @@ class StandIn:
 
     def kill(self, part: str) -> None:
         """Take one part away abruptly, as a crash would."""
-        self._reap(self._signal(part, signal.SIGKILL))
+        self._reap(part, self._signal(part, signal.SIGKILL))
 
     def stop_all(self) -> None:
         # Signal every part first and wait afterwards: they shut down in parallel.
         stopping = [
-            self._signal(part, STOP_SIGNALS.get(part, signal.SIGTERM))
+            (part, self._signal(part, STOP_SIGNALS.get(part, signal.SIGTERM)))
             for part in reversed(self.PARTS)
         ]
-        for process in stopping:
-            self._reap(process)
+        for part, process in stopping:
+            self._reap(part, process)
         self.issuer.stop()
         if self._workdir is not None:
             self._workdir.cleanup()
@@ -355,7 +360,7 @@ class StandIn:
             pass
         return process
 
-    def _reap(self, process: Optional[subprocess.Popen]) -> None:
+    def _reap(self, part: str, process: Optional[subprocess.Popen]) -> None:
         if process is None:
             return
         try:
@@ -367,3 +372,8 @@ class StandIn:
         except ProcessLookupError:
             pass
         process.wait()
+        # The leader's exit is not the group's: a worker SIGKILLed just now may hold the port
+        # a moment longer. Orphans cannot be waited for (PID 1 here reaps none), their port can.
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while listening(self.ports[part]) and time.monotonic() < deadline:
+            time.sleep(0.05)
