@@ -8,11 +8,19 @@ if __name__ == "__config__":  # read by gunicorn (tests and benchmarks read it w
 
     monkey.patch_all()
 
+import logging
 import multiprocessing
 import os
 
 from mlflow_proxy import master_health
 from mlflow_proxy.config import load_connections, load_health_port
+
+# Fields of a log record that no line of ours or gunicorn's shows. The thread's name costs most:
+# in a greenlet, threading.current_thread() builds a dummy thread (logging's documented switches;
+# the process id stays, gunicorn's lines show it).
+logging.logThreads = False
+logging.logMultiprocessing = False
+logging.logAsyncioTasks = False
 
 # gunicorn's gevent worker: a call holds a greenlet, not an OS thread, for as long as SageMaker
 # takes to answer or a transfer lasts, so the calls in flight are bounded by configuration, not
