@@ -36,7 +36,8 @@ import sys
 from pathlib import Path
 
 from benchmarks import measurements, wrk
-from benchmarks.delayed_upstream import DELAYS_MS, DelayedUpstreamStandIn, short_revision
+from benchmarks.baseline import short_revision
+from benchmarks.delayed_upstream import DELAYS_MS, DelayedUpstreamStandIn
 from benchmarks.fast_upstream import NginxMissing, NginxUpstreamStandIn
 from benchmarks.measured_stand_in import MeasuredStandIn
 from benchmarks.measurements import MIB
@@ -117,7 +118,11 @@ def main(argv=None) -> int:
     baseline_workers = None
     if {"stand-in", "artifacts"} & set(args.only):
         print("Measuring through the local stand-in ...", file=sys.stderr)
-        with MeasuredStandIn(args.mode, assume_role=True) as stand_in:
+        # The baseline's proxy runs beside the checkout's for the added latency only.
+        stand_in_baseline = baseline if "stand-in" in args.only else None
+        with MeasuredStandIn(args.mode, assume_role=True, baseline=stand_in_baseline) as stand_in:
+            if stand_in_baseline:
+                baseline_workers = shipped_workers(stand_in.baseline_app_dir())
             if "stand-in" in args.only:
                 tables.append(measured(stand_in_rows, stand_in, args))
             if "artifacts" in args.only:

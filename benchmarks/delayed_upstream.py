@@ -17,11 +17,8 @@ proxies trust the CA through SSL_CERT_FILE, which OpenSSL's default verify paths
 
 import datetime
 import getpass
-import io
 import ipaddress
 import signal
-import subprocess
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,8 @@ from benchmarks.fast_upstream import (
     TrivialUpstreamStandIn,
     find_nginx,
 )
-from local.stand_in import PROXY_APP_DIR, PROXY_PYTHON, REPO_ROOT, free_port, gunicorn_options
+from benchmarks.baseline import extract_app, proxy_command
+from local.stand_in import PROXY_APP_DIR, free_port
 
 # The log is written in 64 KiB buffers flushed every 100 ms: wait longer than that before reading.
 LOG_FLUSH_SECONDS = 0.1
@@ -186,27 +184,6 @@ class UpstreamLog:
             return count_connections(log)
 
 
-def extract_app(revision: str, into: Path) -> Path:
-    """helpers/app as it was at `revision`, under `into`; returns its directory."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", revision, "helpers/app"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "helpers" / "app"
-
-
-def short_revision(revision: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", revision],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-
 class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
     """nginx with delays on `emulator`'s port (and `tls`'s), and the proxies in front:
 
@@ -285,14 +262,7 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
                 config.write_text(nginx_config(self.workdir, *ports, self.delays_ms))
             return [self._nginx, "-p", str(self.workdir), "-c", str(config), "-e", "stderr"]
         if part.startswith("baseline"):
-            app = self.baseline_app_dir()
-            # fmt: off
-            return [
-                str(PROXY_PYTHON), "-m", "gunicorn", "-c", str(app / "gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{self.ports[part]}", *gunicorn_options(),
-                "mlflow_proxy:create_app()",
-            ]
-            # fmt: on
+            return proxy_command(self.baseline_app_dir(), self.ports[part])
         return super()._command(part)  # the checkout's proxy on this part's port
 
     def baseline_app_dir(self) -> Path:
