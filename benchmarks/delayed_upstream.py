@@ -30,7 +30,7 @@ from benchmarks.fast_upstream import (
     TrivialUpstreamStandIn,
     find_nginx,
 )
-from benchmarks.baseline import extract_app, proxy_command
+from benchmarks.baseline import proxy_command
 from local.stand_in import PROXY_APP_DIR, free_port
 
 # The log is written in 64 KiB buffers flushed every 100 ms: wait longer than that before reading.
@@ -200,18 +200,19 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
     ):
         self._nginx = self.check_installed()
         self.delays_ms = tuple(delays_ms)
-        self.baseline = baseline
         self.proxies = ("checkout", "baseline") if baseline else ("checkout",)
         self.PARTS = ("emulator",) + tuple(
             self.part(name, tls) for name in self.proxies for tls in (False, True)
         )
         super().__init__(mode, **options)
+        # After MeasuredStandIn's own: here the baseline's proxies are the parts named above, not
+        # its "baseline-proxy"; baseline_app_dir() is its.
+        self.baseline = baseline
         for part in self.PARTS:
             self.ports.setdefault(part, free_port())
             if part != "emulator":
                 self.ports[f"{part}-health"] = free_port()
         self.ports["tls"] = free_port()
-        self._baseline_app: Optional[Path] = None
 
     @staticmethod
     def check_installed() -> str:
@@ -264,11 +265,6 @@ class DelayedUpstreamStandIn(TrivialUpstreamStandIn):
         if part.startswith("baseline"):
             return proxy_command(self.baseline_app_dir(), self.ports[part])
         return super()._command(part)  # the checkout's proxy on this part's port
-
-    def baseline_app_dir(self) -> Path:
-        if self._baseline_app is None:
-            self._baseline_app = extract_app(self.baseline, self.workdir / "baseline")
-        return self._baseline_app
 
     def _environment(self, part: str) -> dict:
         if part == "emulator":
