@@ -6,8 +6,8 @@ gunicorn.conf.py's worker count, not one.
 Given a baseline revision, that revision's proxy runs beside it in front of the same emulator
 (part "baseline-proxy", `baseline_proxy_url`), so that both are measured in one run. It signs
 with the static key the emulator accepts, not with assumed roles: AssumeRole is counted per
-role for the checkout's proxy alone (measurements.sts_calls), and a call signed with an
-assumed role's cached credentials costs no more than one signed with a static key.
+role for the checkout's proxy alone (measurements.sts_calls). What that leaves out of the
+baseline's calls is a read of its cached credentials per call (not measured apart).
 """
 
 import signal
@@ -18,7 +18,11 @@ from benchmarks.baseline import extract_app, proxy_command
 from local.stand_in import StandIn, free_port
 
 BASELINE_PROXY = "baseline-proxy"
-ASSUMED_ROLE_SETTINGS = ("SM_MLFLOW_ROLE_ARN", "SM_MLFLOW_READ_ONLY_ROLE_ARN", "AWS_ENDPOINT_URL_STS")
+ASSUMED_ROLE_SETTINGS = (
+    "SM_MLFLOW_ROLE_ARN",
+    "SM_MLFLOW_READ_ONLY_ROLE_ARN",
+    "AWS_ENDPOINT_URL_STS",
+)
 
 
 class MeasuredStandIn(StandIn):
